@@ -1,0 +1,1 @@
+export { createPool, poolSettingsFrom, withTransaction, type PgClient, type PgPool, type PoolSettings } from './pool.js';
