@@ -1,5 +1,5 @@
 // Copies non-TypeScript assets (Lua scripts, SQL migrations, dashboard files) from src/ to dist/.
-import { cpSync, readdirSync, statSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
 const ASSET = /\.(lua|sql|html|css|svg)$/;

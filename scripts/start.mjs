@@ -8,7 +8,11 @@ if (!existsSync('dist/cli/main.js')) {
   console.error('shoal: the fleet runner is not built yet (dist/cli/main.js missing); nothing to start.');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['dist/cli/main.js', 'up', '--config', 'examples/orders/shoal.config.ts'], {
-  stdio: 'inherit',
-});
+const r = spawnSync(
+  process.execPath,
+  ['dist/cli/main.js', 'up', '--config', 'examples/orders/shoal.config.ts'],
+  {
+    stdio: 'inherit',
+  },
+);
 process.exit(r.status ?? 1);

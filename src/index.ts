@@ -3,5 +3,5 @@
  * Each capability has its own subpath (`shoal/ratelimit`, `shoal/hono`, ...); the root re-exports
  * the pieces every service needs at startup.
  */
-export { loadConfig, parseDuration, CONFIG_VARIABLES, type ShoalConfig } from './config/index.js';
+export { CONFIG_VARIABLES, loadConfig, parseDuration, type ShoalConfig } from './config/index.js';
 export * from './errors.js';

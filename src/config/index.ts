@@ -29,7 +29,10 @@ const duration = (def: string) =>
     .transform((v, ctx) => {
       const ms = parseDuration(v);
       if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'a duration such as 500ms, 5s, 2m or a number of milliseconds' });
+        ctx.addIssue({
+          code: 'custom',
+          message: 'a duration such as 500ms, 5s, 2m or a number of milliseconds',
+        });
         return z.NEVER;
       }
       return ms;
@@ -44,7 +47,8 @@ const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
       if (!Number.isSafeInteger(n) || n < min || n > max) {
         ctx.addIssue({
           code: 'custom',
-          message: max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`,
+          message:
+            max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`,
         });
         return z.NEVER;
       }

@@ -26,7 +26,14 @@ test('every bad variable is named in one error', () => {
     assert.fail('expected an error');
   } catch (err) {
     assert.ok(isShoalError(err, 'config.invalid'));
-    for (const v of ['SHOAL_REPLICAS', 'REDIS_URL', 'DATABASE_URL', 'LOG_LEVEL', 'SHOAL_DRAIN_DELAY', 'PORT']) {
+    for (const v of [
+      'SHOAL_REPLICAS',
+      'REDIS_URL',
+      'DATABASE_URL',
+      'LOG_LEVEL',
+      'SHOAL_DRAIN_DELAY',
+      'PORT',
+    ]) {
       assert.match(err.message, new RegExp(`${v}: expected`), v);
     }
     assert.match(err.message, /SHOAL_REPLICAS: expected an integer from 1 to 10000, got "three"/);
@@ -50,16 +57,26 @@ test('durations accept units', () => {
 
 test('redis URL forms parse', () => {
   assert.deepEqual(parseRedisUrl('redis://:pw@10.0.0.1:6380/2'), {
-    kind: 'single', tls: false, host: '10.0.0.1', port: 6380, db: 2, username: undefined, password: 'pw',
+    kind: 'single',
+    tls: false,
+    host: '10.0.0.1',
+    port: 6380,
+    db: 2,
+    username: undefined,
+    password: 'pw',
   });
   const s = parseRedisUrl('redis-sentinel://h1:26379,h2/mymaster?sentinelPassword=x');
   assert.ok(!('error' in s) && s.kind === 'sentinel');
-  assert.deepEqual(s.sentinels, [{ host: 'h1', port: 26379 }, { host: 'h2', port: 26379 }]);
+  assert.deepEqual(s.sentinels, [
+    { host: 'h1', port: 26379 },
+    { host: 'h2', port: 26379 },
+  ]);
   assert.equal(s.sentinelPassword, 'x');
   const c = parseRedisUrl('redis-cluster://127.0.0.1:7000,127.0.0.1:7001');
   assert.ok(!('error' in c) && c.kind === 'cluster' && c.nodes.length === 2);
   assert.ok('error' in parseRedisUrl('redis-sentinel://h1:26379'));
-  assert.equal(parseRedisUrl('rediss://h').kind, 'single');
+  const t = parseRedisUrl('rediss://h');
+  assert.ok(!('error' in t) && t.kind === 'single' && t.tls);
 });
 
 test('the documented variable list is complete', () => {

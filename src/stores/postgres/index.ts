@@ -1,1 +1,8 @@
-export { createPool, poolSettingsFrom, withTransaction, type PgClient, type PgPool, type PoolSettings } from './pool.js';
+export {
+  createPool,
+  type PgClient,
+  type PgPool,
+  type PoolSettings,
+  poolSettingsFrom,
+  withTransaction,
+} from './pool.js';

@@ -1,7 +1,7 @@
 /**
  * Redis connections from REDIS_URL (single, TLS, Sentinel, Cluster) with ioredis.
  */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { ShoalError } from '../../errors.js';
 import { parseRedisUrl } from './url.js';
 
@@ -93,7 +93,12 @@ export async function waitForRedis(client: RedisClient, timeoutMs = 5000): Promi
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new ShoalError('store.unavailable', `Redis not ready after ${timeoutMs} ms (status ${client.status})`));
+      reject(
+        new ShoalError(
+          'store.unavailable',
+          `Redis not ready after ${timeoutMs} ms (status ${client.status})`,
+        ),
+      );
     }, timeoutMs);
     const onReady = () => {
       cleanup();

@@ -1,3 +1,3 @@
-export { createRedis, waitForRedis, type CreateRedisOptions, type RedisClient } from './client.js';
-export { loadLuaFile, luaScript, runScript, type LuaScript } from './scripts.js';
+export { type CreateRedisOptions, createRedis, type RedisClient, waitForRedis } from './client.js';
+export { type LuaScript, loadLuaFile, luaScript, runScript } from './scripts.js';
 export { parseRedisUrl, type RedisHost, type RedisTarget } from './url.js';

@@ -35,7 +35,10 @@ export function luaScript(name: string, source: string): LuaScript {
 export function loadLuaFile(base: string | URL, relativePath: string): LuaScript {
   const url = new URL(relativePath, base);
   const source = readFileSync(url, 'utf8');
-  const name = url.pathname.split('/').pop()!.replace(/\.lua$/, '');
+  const name = url.pathname
+    .split('/')
+    .pop()!
+    .replace(/\.lua$/, '');
   return luaScript(name, source);
 }
 
@@ -63,9 +66,13 @@ export async function runScript<T = unknown>(
     try {
       return (await client.eval(script.source, keys.length, ...keys, ...args)) as T;
     } catch (inner) {
-      throw new ShoalError('store.script_failed', `Lua script ${script.name} failed: ${(inner as Error).message}`, {
-        cause: inner,
-      });
+      throw new ShoalError(
+        'store.script_failed',
+        `Lua script ${script.name} failed: ${(inner as Error).message}`,
+        {
+          cause: inner,
+        },
+      );
     }
   }
 }

@@ -16,8 +16,24 @@ export interface RedisHost {
 }
 
 export type RedisTarget =
-  | { kind: 'single'; tls: boolean; host: string; port: number; db: number; username?: string; password?: string }
-  | { kind: 'sentinel'; sentinels: RedisHost[]; name: string; db: number; password?: string; sentinelPassword?: string; tls: boolean }
+  | {
+      kind: 'single';
+      tls: boolean;
+      host: string;
+      port: number;
+      db: number;
+      username?: string;
+      password?: string;
+    }
+  | {
+      kind: 'sentinel';
+      sentinels: RedisHost[];
+      name: string;
+      db: number;
+      password?: string;
+      sentinelPassword?: string;
+      tls: boolean;
+    }
   | { kind: 'cluster'; nodes: RedisHost[]; password?: string; username?: string; tls: boolean };
 
 function hosts(list: string, defaultPort: number): RedisHost[] | string {
@@ -40,10 +56,14 @@ function hosts(list: string, defaultPort: number): RedisHost[] | string {
  * // { kind: 'sentinel', sentinels: [...], name: 'mymaster', db: 0, tls: false }
  */
 export function parseRedisUrl(input: string): RedisTarget | { error: string } {
-  const m = /^(redis|rediss|redis-sentinel|redis-cluster):\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(
-    input.trim(),
-  );
-  if (!m) return { error: 'expected redis://, rediss://, redis-sentinel:// or redis-cluster:// followed by host:port' };
+  const m =
+    /^(redis|rediss|redis-sentinel|redis-cluster):\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(
+      input.trim(),
+    );
+  if (!m)
+    return {
+      error: 'expected redis://, rediss://, redis-sentinel:// or redis-cluster:// followed by host:port',
+    };
   const scheme = m[1]!;
   const auth = m[2];
   let username: string | undefined;

@@ -1,0 +1,5 @@
+/**
+ * Hono adapter: thin middleware and routes over the framework-agnostic capabilities.
+ * Each capability's Hono glue lives in its own file here and is re-exported below.
+ */
+export {};

@@ -1,0 +1,91 @@
+// A private redis-server on a free loopback port, for tests that stop, pause or restart Redis
+// without disturbing the shared one other tests use.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+/** Ask the kernel for a free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PrivateRedis {
+  port: number;
+  url: string;
+  /** SIGKILL the server (Redis "dies"); `start()` brings it back on the same port. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+  /** SIGSTOP / SIGCONT: Redis hangs without closing sockets. */
+  pause(): void;
+  resume(): void;
+  stop(): Promise<void>;
+}
+
+async function waitPing(url: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    try {
+      await r.connect();
+      await r.ping();
+      r.disconnect();
+      return;
+    } catch {
+      r.disconnect();
+      if (Date.now() > deadline) throw new Error(`private redis at ${url} did not start`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+}
+
+/** Start a private redis-server; always `stop()` it in an `after` hook. */
+export async function startPrivateRedis(port?: number): Promise<PrivateRedis> {
+  const p = port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-test-redis-'));
+  const url = `redis://127.0.0.1:${p}`;
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      {
+        stdio: 'ignore',
+      },
+    );
+    await waitPing(url);
+  };
+  const kill = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((res) => c.once('exit', res));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    port: p,
+    url,
+    kill,
+    start,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
+    async stop() {
+      child?.kill('SIGCONT');
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
