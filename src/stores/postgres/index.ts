@@ -1,4 +1,13 @@
 export {
+  loadMigrations,
+  type MigrateOptions,
+  type MigrateResult,
+  type Migration,
+  migrateToolkit,
+  migrationChecksum,
+  runMigrations,
+} from './migrate.js';
+export {
   createPool,
   type PgClient,
   type PgPool,
