@@ -1,0 +1,146 @@
+/**
+ * Hono glue for shoal/observe: request ids, one log line per request, request metrics and
+ * (when tracing is on) a server span per request.
+ */
+import type { Context, Handler, MiddlewareHandler } from 'hono';
+import { routePath } from 'hono/route';
+import type { Logger } from '../../observe/log.js';
+import type { Metrics } from '../../observe/metrics.js';
+import { acceptRequestId } from '../../observe/request-id.js';
+import type { Tracing } from '../../observe/tracing.js';
+
+/** What {@link observe} puts on the context: `c.var.requestId` and `c.var.log`. */
+export type ObserveVariables = {
+  requestId: string;
+  /** A child of the root logger carrying `request_id` (and `trace_id` when tracing). */
+  log: Logger;
+};
+
+/** A Hono `Env` carrying {@link ObserveVariables}: `new Hono<ObserveEnv>()`. */
+export type ObserveEnv = { Variables: ObserveVariables };
+
+/** Options for {@link observe}. */
+export interface ObserveOptions {
+  /** Root logger (see `createLogger`); its base fields should carry `instance_id`. */
+  logger: Logger;
+  metrics?: Metrics;
+  instanceId: string;
+  /** Send `X-Instance-Id` on every response (which replica answered); default false. */
+  instanceHeader?: boolean;
+  /** From `startTracing()`; when set, each request runs inside a server span. */
+  tracing?: Tracing;
+  /** Route label for requests no route matched (kept constant so 404 scans cannot blow up cardinality). */
+  unmatchedRoute?: string;
+}
+
+/**
+ * Middleware for request ids, request logs and request metrics. Mount it first so it sees
+ * every request, including ones that later middleware rejects.
+ *
+ * Per request: accepts a well-formed `X-Request-Id` or generates one and echoes it; sets
+ * `c.var.requestId` and `c.var.log`; writes ONE line (`request_id`, `method`, `route` — the
+ * matched pattern such as `/api/orders/:id`, never the raw path — `status`, `latency_ms`) at
+ * `info`, or `error` for 5xx; counts the request and its duration by route/method/status.
+ *
+ * @example
+ * const app = new Hono<ObserveEnv>();
+ * app.use(observe({ logger, metrics, instanceId, instanceHeader: true }));
+ * app.get('/metrics', metricsHandler(metrics));
+ * app.get('/api/orders/:id', (c) => {
+ *   c.var.log.info({ order: c.req.param('id') }, 'loading order');
+ *   return c.json({ id: c.req.param('id') });
+ * });
+ */
+export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
+  const { logger, metrics, instanceId, tracing } = opts;
+  const instanceHeader = opts.instanceHeader ?? false;
+  const unmatched = opts.unmatchedRoute ?? 'unmatched';
+
+  const finish = (
+    c: Context<ObserveEnv>,
+    ownIndex: number,
+    requestId: string,
+    start: number,
+    failed: boolean,
+  ) => {
+    // After next() the route index points at the handler that answered; if it still points at
+    // this middleware, nothing after it matched.
+    const route = c.req.routeIndex === ownIndex ? unmatched : routePath(c) || unmatched;
+    const status = failed ? 500 : c.res.status;
+    if (!failed) {
+      try {
+        c.res.headers.set('X-Request-Id', requestId);
+        if (instanceHeader) c.res.headers.set('X-Instance-Id', instanceId);
+      } catch {
+        // Immutable headers (a Response passed through from fetch()): copy it once.
+        c.res = new Response(c.res.body, c.res);
+        c.res.headers.set('X-Request-Id', requestId);
+        if (instanceHeader) c.res.headers.set('X-Instance-Id', instanceId);
+      }
+    }
+    const ms = performance.now() - start;
+    const line = {
+      method: c.req.method,
+      route,
+      status,
+      latency_ms: Math.round(ms * 1000) / 1000,
+    };
+    const log = c.get('log');
+    if (status >= 500) log.error(line, 'request');
+    else log.info(line, 'request');
+    if (metrics) {
+      metrics.observeRequest(route, c.req.method, status, ms / 1000);
+      metrics.requestFinished();
+    }
+    return route;
+  };
+
+  const run = async (c: Context<ObserveEnv>, next: () => Promise<void>, bindings: Record<string, string>) => {
+    const start = performance.now();
+    const ownIndex = c.req.routeIndex;
+    const requestId = bindings.request_id as string;
+    c.set('requestId', requestId);
+    c.set('log', logger.child(bindings));
+    metrics?.requestStarted();
+    try {
+      await next();
+    } catch (err) {
+      // Hono normally turns handler errors into responses before they reach here; this is for
+      // compositions without an error handler.
+      finish(c, ownIndex, requestId, start, true);
+      throw err;
+    }
+    return finish(c, ownIndex, requestId, start, false);
+  };
+
+  return async function shoalObserve(c, next) {
+    const requestId = acceptRequestId(c.req.header('x-request-id'));
+    if (!tracing) {
+      await run(c, next, { request_id: requestId });
+      return;
+    }
+    await tracing.inServerSpan(c.req.method, c.req.raw.headers, async (span) => {
+      let route = unmatched;
+      let status = 500;
+      try {
+        route = await run(c, next, { request_id: requestId, trace_id: span.traceId });
+        status = c.res.status;
+      } finally {
+        span.finish(route, status);
+      }
+    });
+  };
+}
+
+/**
+ * `GET /metrics` handler: the registry in Prometheus text format.
+ *
+ * @example
+ * app.get('/metrics', metricsHandler(metrics));
+ */
+export function metricsHandler(metrics: Metrics): Handler {
+  return async (c) => {
+    const body = await metrics.render();
+    return c.body(body, 200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store' });
+  };
+}
