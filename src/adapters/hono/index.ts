@@ -3,3 +3,4 @@
  * Each capability's Hono glue lives in its own file here and is re-exported below.
  */
 export {};
+export * from './observe.js';
