@@ -5,3 +5,4 @@
  */
 export { CONFIG_VARIABLES, loadConfig, parseDuration, type ShoalConfig } from './config/index.js';
 export * from './errors.js';
+export * from './runtime.js';
