@@ -3,4 +3,6 @@
  * Each capability's Hono glue lives in its own file here and is re-exported below.
  */
 export {};
+export * from './health.js';
+export * from './serve.js';
 export * from './observe.js';
