@@ -21,16 +21,30 @@ export interface CreateRedisOptions {
   redis?: RedisOptions;
   /** Extra ioredis options (Cluster). */
   cluster?: ClusterOptions;
+  /**
+   * Receives connection errors (refused, reset, timeouts) while the client reconnects. Without it
+   * ioredis prints them to the console; route them to your logger instead.
+   */
+  onError?: (err: Error) => void;
 }
 
 /**
  * Create an ioredis client from a URL in any of the documented forms.
  *
  * @example
- * const redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { connectionName: 'api-1' });
+ * const redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
+ *   connectionName: 'api-1',
+ *   onError: (err) => log.warn({ err }, 'redis connection error'),
+ * });
  * await redis.ping();
  */
 export function createRedis(url: string, options: CreateRedisOptions = {}): RedisClient {
+  const client = buildClient(url, options);
+  if (options.onError) client.on('error', options.onError);
+  return client;
+}
+
+function buildClient(url: string, options: CreateRedisOptions): RedisClient {
   const target = parseRedisUrl(url);
   if ('error' in target) {
     throw new ShoalError('config.invalid', `REDIS_URL: ${target.error}`);

@@ -40,7 +40,7 @@ function hosts(list: string, defaultPort: number): RedisHost[] | string {
   const out: RedisHost[] = [];
   for (const part of list.split(',')) {
     const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(part.trim());
-    if (!m || !m[1]) return `bad host "${part}"`;
+    if (!m?.[1]) return `bad host "${part}"`;
     const port = m[2] === undefined ? defaultPort : Number(m[2]);
     if (!(port > 0 && port < 65536)) return `bad port in "${part}"`;
     out.push({ host: m[1].replace(/^\[|\]$/g, ''), port });
