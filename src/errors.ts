@@ -36,11 +36,17 @@ export type ShoalErrorCode =
   | 'idempotency.payload_mismatch'
   | 'idempotency.store_unavailable'
   | 'idempotency.lease_lost'
+  | 'idempotency.result_unavailable'
   // fleet
   | 'fleet.config_invalid'
   | 'fleet.not_running'
   | 'fleet.no_ready_replica'
-  | 'fleet.crash_looping';
+  | 'fleet.crash_looping'
+  | 'fleet.restart_in_progress'
+  | 'fleet.restart_failed'
+  | 'fleet.unknown_service'
+  | 'fleet.start_failed'
+  | 'cli.usage';
 
 /**
  * An error with a stable machine-readable code and optional structured detail.

@@ -6,3 +6,6 @@ export {};
 export * from './health.js';
 export * from './serve.js';
 export * from './observe.js';
+export * from './idempotency.js';
+export * from './ratelimit.js';
+export * from './rate-limit-admin.js';
