@@ -1,0 +1,113 @@
+// The published shape of the package: every declared subpath resolves through the package's own
+// name after the build, and every subpath the README or docs mention is declared.
+// Needs dist/: `npm run build` first (scripts/test.mjs does it unless SHOAL_TEST_NO_BUILD is set).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  name: string;
+  bin?: Record<string, string>;
+  exports: Record<string, string | { types?: string; default?: string }>;
+};
+const subpaths = Object.keys(pkg.exports);
+const specifier = (subpath: string) => (subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`);
+
+function markdownFiles(): string[] {
+  const out = ['README.md'];
+  const walk = (dir: string) => {
+    if (!existsSync(join(root, dir))) return;
+    for (const name of readdirSync(join(root, dir))) {
+      const p = join(dir, name);
+      if (statSync(join(root, p)).isDirectory()) walk(p);
+      else if (name.endsWith('.md')) out.push(p);
+    }
+  };
+  walk('docs');
+  return out.filter((f) => existsSync(join(root, f)));
+}
+
+test('package.json declares the package name, a bin and subpath exports with types', () => {
+  assert.equal(pkg.name, 'shoal');
+  assert.ok(pkg.bin?.shoal, 'a "shoal" bin');
+  assert.ok(subpaths.length >= 10, `expected one subpath per capability, got ${subpaths.join(', ')}`);
+  for (const [subpath, target] of Object.entries(pkg.exports)) {
+    if (subpath === './package.json') continue;
+    assert.equal(typeof target, 'object', `${subpath}: expected { types, default }`);
+    const t = target as { types?: string; default?: string };
+    assert.match(t.default ?? '', /^\.\/dist\/.+\.js$/, `${subpath}: default points into dist/`);
+    assert.equal(t.types, t.default?.replace(/\.js$/, '.d.ts'), `${subpath}: types beside the module`);
+  }
+});
+
+test('every declared subpath resolves and loads through the package self-reference after the build', () => {
+  assert.ok(
+    existsSync(join(root, 'dist')),
+    'dist/ is missing: run `npm run build` (scripts/test.mjs builds unless SHOAL_TEST_NO_BUILD is set)',
+  );
+  // One fresh process in the repo root, importing by the public name exactly as a user would.
+  const script = `
+    const results = {};
+    for (const s of ${JSON.stringify(subpaths.map(specifier))}) {
+      try {
+        const m = s.endsWith('.json') ? await import(s, { with: { type: 'json' } }) : await import(s);
+        results[s] = { ok: true, exports: Object.keys(m).length };
+      } catch (err) {
+        results[s] = { ok: false, error: String(err && err.message || err).split('\\n')[0] };
+      }
+    }
+    process.stdout.write(JSON.stringify(results));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+  const results = JSON.parse(r.stdout) as Record<string, { ok: boolean; exports?: number; error?: string }>;
+  const failed = Object.entries(results)
+    .filter(([, v]) => !v.ok)
+    .map(([k, v]) => `  ${k}: ${v.error}`);
+  assert.deepEqual(failed, [], `subpaths that do not load:\n${failed.join('\n')}`);
+  for (const [s, v] of Object.entries(results)) {
+    if (s.endsWith('/package.json')) continue;
+    assert.ok((v.exports ?? 0) > 0, `${s} loads but exports nothing`);
+  }
+  // The declaration files a TypeScript user needs are there too.
+  for (const [subpath, target] of Object.entries(pkg.exports)) {
+    if (typeof target === 'string' || !target.types) continue;
+    assert.ok(existsSync(join(root, target.types)), `${subpath}: ${target.types} missing after the build`);
+  }
+});
+
+test('the bin target exists after the build', () => {
+  for (const [name, target] of Object.entries(pkg.bin ?? {})) {
+    assert.ok(existsSync(join(root, target)), `bin "${name}": ${target} missing after the build`);
+  }
+});
+
+test('every subpath mentioned in README.md and docs/ is declared in package.json exports', () => {
+  const declared = new Set(subpaths.map(specifier));
+  // `shoal/x` inside quotes or backticks: import specifiers and inline code.
+  const mention = /["'`](shoal(?:\/[a-z0-9][a-z0-9-]*)+)["'`]/g;
+  const missing: string[] = [];
+  let seen = 0;
+  for (const file of markdownFiles()) {
+    const text = readFileSync(join(root, file), 'utf8');
+    for (const m of text.matchAll(mention)) {
+      seen++;
+      const spec = m[1]!;
+      if (!declared.has(spec)) {
+        const line = text.slice(0, m.index).split('\n').length;
+        missing.push(`${relative(root, join(root, file))}:${line} ${spec}`);
+      }
+    }
+  }
+  assert.deepEqual(missing, [], `documented but not exported:\n${missing.join('\n')}`);
+  assert.ok(seen > 0, 'the docs mention at least one subpath (so this check has something to check)');
+});
