@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import type { Logger } from '../contracts/index.js';
-import type { RedisClient } from '../stores/redis/client.js';
+import { type RedisClient, waitForRedis } from '../stores/redis/client.js';
 import type { KeySpace } from './keys.js';
 import type { ContextOverride, RuntimeSnapshot } from './types.js';
 
@@ -58,6 +58,8 @@ export class RuntimeControl {
   /** Load once, subscribe, start polling. Never throws: without Redis the defaults apply. */
   async start(): Promise<void> {
     try {
+      // A fail-fast client rejects commands until connected; give it a moment at startup.
+      await waitForRedis(this.o.redis, 2000);
       await this.reload();
     } catch (err) {
       this.o.logger.warn(
