@@ -34,6 +34,27 @@ export function redisCheck(client: RedisClient, options: CheckOptions = {}): Hea
     name: options.name ?? 'redis',
     required: options.required ?? true,
     async run(signal): Promise<CheckResult> {
+      // Commands fail fast while disconnected; give a (re)connect in progress the check's time.
+      if (client.status !== 'ready') {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            signal.removeEventListener('abort', done);
+            client.off('ready', done);
+            resolve();
+          };
+          client.once('ready', done);
+          signal.addEventListener('abort', done, { once: true });
+        });
+        // status changes in the await above; re-read it through a widened type
+        const status: string = client.status;
+        if (status !== 'ready') {
+          return {
+            ok: false,
+            message: `not connected (${status})`,
+            detail: { connection: status },
+          };
+        }
+      }
       const reply = await Promise.race([client.ping(), aborted(signal)]);
       return {
         ok: reply === 'PONG',

@@ -115,6 +115,8 @@ export function createHealth(options: HealthOptions): Health {
   const checks = new Map<string, HealthCheck>();
   const states = new Map<string, CheckState>();
   const running = new Map<string, Promise<void>>();
+  // Runs that outlived their timeout and still have not settled (the check ignored its signal).
+  const unsettled = new Map<string, number>();
   const bornAt = Date.now();
   let timer: NodeJS.Timeout | undefined;
   let looping = false;
@@ -130,17 +132,40 @@ export function createHealth(options: HealthOptions): Health {
   }
 
   async function runCheck(check: HealthCheck): Promise<void> {
-    // A check that ignored a previous timeout is still pending: do not pile up another one.
-    if (running.has(check.name)) return;
+    // A run still pending (another round, or a check that ignored its timeout): share it rather
+    // than pile up another one.
+    const pending = running.get(check.name);
+    if (pending) return pending;
     const job = (async () => {
-      const signal = AbortSignal.timeout(options.timeoutMs);
+      // A referenced timer, unlike AbortSignal.timeout: an awaited runOnce() must not let the
+      // process exit under a check that never settles.
+      const controller = new AbortController();
+      const timeout = setTimeout(() => controller.abort(), options.timeoutMs);
+      const signal = controller.signal;
       const t0 = performance.now();
       let result: CheckResult;
       try {
-        const r = await raceSignal(check.run(signal), signal);
-        result = r === TIMED_OUT ? { ok: false, message: `timed out after ${options.timeoutMs} ms` } : r;
+        const stuckSince = unsettled.get(check.name);
+        if (stuckSince !== undefined) {
+          // Calling it again would pile up another stuck run every interval.
+          result = {
+            ok: false,
+            message: `previous run still pending after ${Math.round(performance.now() - stuckSince)} ms`,
+          };
+        } else {
+          const inner = check.run(signal);
+          const r = await raceSignal(inner, signal);
+          if (r === TIMED_OUT) {
+            unsettled.set(check.name, t0);
+            const clear = () => unsettled.delete(check.name);
+            inner.then(clear, clear);
+            result = { ok: false, message: `timed out after ${options.timeoutMs} ms` };
+          } else result = r;
+        }
       } catch (err) {
         result = { ok: false, message: err instanceof Error ? err.message : String(err) };
+      } finally {
+        clearTimeout(timeout);
       }
       const latencyMs = round(performance.now() - t0);
       // The check may have been replaced while it ran; only record results for the current one.
