@@ -84,3 +84,30 @@ test('a script error after a reload is a store.script_failed ShoalError naming t
     return true;
   });
 });
+
+test('script errors are store.script_failed on the SHA path too; connection errors pass through', async () => {
+  const wrongType = luaScript(
+    'wrongtype-1',
+    "redis.call('SET', KEYS[1], 'x'); return redis.call('LPUSH', KEYS[1], 'y')",
+  );
+  for (let i = 0; i < 2; i++) {
+    // First round trip reloads (EVAL), the second runs by SHA: both report the same way.
+    await assert.rejects(runScript(client, wrongType, ['{w}:k'], []), (err: unknown) => {
+      assert.ok(isShoalError(err, 'store.script_failed'), String(err));
+      assert.match(err.message, /Lua script wrongtype-1 failed: .*WRONGTYPE/);
+      return true;
+    });
+  }
+  const offline = createRedis(`redis://127.0.0.1:${server.port}`, {
+    onError: () => {},
+    redis: { lazyConnect: true, retryStrategy: () => null },
+  });
+  try {
+    await assert.rejects(runScript(offline, wrongType, ['{w}:k'], []), (err: unknown) => {
+      assert.equal(isShoalError(err), false, 'not reported as a script failure');
+      return true;
+    });
+  } finally {
+    offline.disconnect();
+  }
+});

@@ -47,8 +47,34 @@ function isNoScript(err: unknown): boolean {
 }
 
 /**
+ * Did the script itself fail (a Lua error, or a command inside it that Redis rejected)? Replies
+ * about the server's state (BUSY, LOADING, READONLY, ...) and connection errors are not script
+ * failures: callers treat those as "Redis unavailable".
+ */
+function isScriptError(err: unknown): boolean {
+  if (!(err instanceof Error) || err.name !== 'ReplyError') return false;
+  return !/^(NOSCRIPT|BUSY|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/.test(
+    err.message,
+  );
+}
+
+function scriptFailed(script: LuaScript, err: unknown): unknown {
+  if (!isScriptError(err)) return err;
+  return new ShoalError(
+    'store.script_failed',
+    `Lua script ${script.name} failed: ${(err as Error).message}`,
+    {
+      cause: err,
+      detail: { script: script.name, sha: script.sha },
+    },
+  );
+}
+
+/**
  * Run a script by SHA in one round trip; on NOSCRIPT (first call on a node, or after
- * `SCRIPT FLUSH`/a restart) fall back to EVAL, which also caches it server-side.
+ * `SCRIPT FLUSH`/a restart) send the source once with EVAL, which also caches it server-side.
+ * An error raised by the script becomes `store.script_failed`; connection errors and replies
+ * about the server's state pass through unchanged.
  *
  * @example
  * const n = await runScript(redis, incr, ['{user:1}:count'], []);
@@ -62,17 +88,11 @@ export async function runScript<T = unknown>(
   try {
     return (await client.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
   } catch (err) {
-    if (!isNoScript(err)) throw err;
-    try {
-      return (await client.eval(script.source, keys.length, ...keys, ...args)) as T;
-    } catch (inner) {
-      throw new ShoalError(
-        'store.script_failed',
-        `Lua script ${script.name} failed: ${(inner as Error).message}`,
-        {
-          cause: inner,
-        },
-      );
-    }
+    if (!isNoScript(err)) throw scriptFailed(script, err);
+  }
+  try {
+    return (await client.eval(script.source, keys.length, ...keys, ...args)) as T;
+  } catch (err) {
+    throw scriptFailed(script, err);
   }
 }
