@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { CONFIG_VARIABLES, loadConfig, parseDuration } from '../../src/config/index.js';
 import { isShoalError } from '../../src/errors.js';
@@ -82,4 +83,38 @@ test('redis URL forms parse', () => {
 test('the documented variable list is complete', () => {
   assert.ok(CONFIG_VARIABLES.includes('DB_POOL_MAX'));
   assert.ok(CONFIG_VARIABLES.includes('SHOAL_INSTANCE_ID'));
+});
+
+test('docs/config.md documents every variable loadConfig reads, in a table row of its own', () => {
+  const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
+  const missing = CONFIG_VARIABLES.filter((v) => !new RegExp(`^\\| \`${v}\` \\|`, 'm').test(doc));
+  assert.deepEqual(missing, [], `variables without a row in docs/config.md: ${missing.join(', ')}`);
+});
+
+test('every REDIS_URL example in docs/config.md parses', () => {
+  const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
+  const examples = [...doc.matchAll(/^REDIS_URL=(\S+)$/gm)].map((m) => m[1]!);
+  assert.ok(examples.length >= 5, 'single, TLS, Sentinel and Cluster examples are there');
+  for (const url of examples) {
+    const parsed = parseRedisUrl(url);
+    assert.ok(!('error' in parsed), `${url}: ${'error' in parsed ? parsed.error : ''}`);
+    assert.equal(loadConfig({ REDIS_URL: url }).redisUrl, url);
+  }
+  const kinds = new Set(examples.map((u) => (parseRedisUrl(u) as { kind: string; tls: boolean }).kind));
+  assert.deepEqual([...kinds].sort(), ['cluster', 'sentinel', 'single']);
+});
+
+test('pool bounds: DB_POOL_MIN above DB_POOL_MAX is named', () => {
+  assert.throws(
+    () => loadConfig({ DB_POOL_MIN: '20', DB_POOL_MAX: '10' }),
+    /DB_POOL_MIN: expected a value <= DB_POOL_MAX \(10\), got 20/,
+  );
+  const c = loadConfig({ DB_POOL_IDLE: '30s', DB_POOL_LIFETIME: '30m', DB_CONNECT_TIMEOUT: '2s' });
+  assert.deepEqual(c.db, {
+    poolMin: 0,
+    poolMax: 10,
+    idleMs: 30_000,
+    lifetimeMs: 1_800_000,
+    connectTimeoutMs: 2000,
+  });
 });
