@@ -113,7 +113,11 @@ export function createShoal(options: CreateShoalOptions = {}): ShoalRuntime {
       health.add(redisCheck(client));
       metrics.observeRedis(client);
       shutdown.register('redis', async () => {
+        if (client.status === 'end') return;
+        // quit() settles on the reply; the connection is gone only at 'end'.
+        const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
         await client.quit().catch(() => client.disconnect());
+        await ended;
       });
       redis = client;
       return client;
