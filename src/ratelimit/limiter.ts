@@ -58,6 +58,8 @@ interface Entry {
 /** Raw per-limit script output. */
 interface Verdict {
   ok: boolean;
+  /** Redis time in ms of the decision (same for every limit of one script). */
+  at?: number;
   remaining: number;
   resetMs: number;
   retryMs: number;
@@ -390,6 +392,7 @@ export class RateLimiter {
     for (let i = 0; i < entries.length; i++) {
       const b = 3 + i * 6;
       verdicts.push({
+        at: raw[2],
         ok: raw[b] === 1,
         remaining: raw[b + 1]!,
         resetMs: raw[b + 2]!,
@@ -513,6 +516,7 @@ export class RateLimiter {
       retryAfterMs: allowed ? 0 : retryAfterMs,
       source,
       limits,
+      at: verdicts[0]?.at,
     };
   }
 

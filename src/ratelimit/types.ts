@@ -97,6 +97,8 @@ export interface Decision {
   retryAfterMs: number;
   source: DecisionSource;
   limits: LimitResult[];
+  /** Redis time (Unix ms) at which the script decided; undefined when Redis was not asked. */
+  at?: number;
 }
 
 /** Runtime override of one limit ("context"), stored in Redis and applied fleet-wide. */

@@ -1,6 +1,8 @@
 -- check-n: decide K rate limits atomically and charge all of them or none.
 -- KEYS[i]  state key of limit i, a string holding one of:
---            sliding window  "<window index>:<previous count>:<current count>"
+--            sliding window  "<newest sub-window index>:<c0>:...:<c10>", counts of the 11 most
+--                            recent sub-windows of W/10 each (c10 newest); the oldest one is
+--                            weighted by how much of it still lies inside the window
 --            fixed window    "<window index>:0:<count>"
 --            GCRA            "<theoretical arrival time, microseconds>"
 --            admin block     "B<blocked until, microseconds>"
@@ -25,16 +27,46 @@ local function to_ms(us)
   return ceil(us / 1000)
 end
 
-local function sliding_retry(prev, cur, L, W, elapsed, c)
-  if c > L then return -1 end
-  if prev * (W - elapsed) / W + cur + c <= L then return 0 end
-  if cur + c <= L and prev > 0 then
-    -- the previous window's weight must fall until prev * (W - e) / W <= L - cur - c
-    return max(0, W * (1 - (L - cur - c) / prev) - elapsed)
+-- Sliding window over B sub-windows: the error of assuming uniform arrivals is confined to one
+-- sub-window of W/B instead of a whole window.
+local B = 10
+
+local function sub_state(raw, j)
+  local counts = {}
+  for k = 0, B do counts[k] = 0 end
+  if raw then
+    local parts = {}
+    for v in string.gmatch(raw, '[^:]+') do parts[#parts + 1] = tonumber(v) end
+    local sj = parts[1]
+    if sj and #parts == B + 2 then
+      local shift = j - sj
+      if shift >= 0 and shift <= B then
+        for k = 0, B - shift do counts[k] = parts[2 + k + shift] or 0 end
+      end
+    end
   end
-  local e = 0
-  if cur > 0 then e = max(0, W * (1 - (L - c) / cur)) end
-  return (W - elapsed) + e
+  return counts
+end
+
+-- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
+local function sub_retry(counts, L, S, frac, c)
+  if c > L then return -1 end
+  local newer = 0
+  for k = 1, B do newer = newer + counts[k] end
+  for k = 0, B do
+    local R = L - c - newer
+    if R >= 0 then
+      local ck = counts[k]
+      local f
+      if ck <= R then f = 0 else f = 1 - R / ck end
+      local start = k
+      if k == 0 then start = frac end
+      local at = math.max(start, k + f)
+      return math.max(0, (at - frac) * S)
+    end
+    if k < B then newer = newer - counts[k + 1] end
+  end
+  return (B + 1 - frac) * S
 end
 
 local results = {}
@@ -87,40 +119,48 @@ for i = 1, n do
         reset = tat - now
         stamp = 0
       end
+    elseif alg == 1 then
+      local S = W / B
+      local j = floor(now / S)
+      local frac = (now - j * S) / S
+      local counts = sub_state(raw, j)
+      local est = counts[0] * (1 - frac)
+      for k = 1, B do est = est + counts[k] end
+      if est + c <= L then ok = 1 else ok = 0 end
+      retry = sub_retry(counts, L, S, frac, c)
+      retry1 = sub_retry(counts, L, S, frac, 1)
+      stamp = j
+      if ok == 1 then
+        counts[B] = counts[B] + c
+        remaining = max(0, floor(L - est - c))
+        local parts = { string.format('%.0f', j) }
+        for k = 0, B do parts[#parts + 1] = string.format('%.0f', counts[k]) end
+        writes[i] = { table.concat(parts, ':'), Wms + ceil(S / 1000) }
+      else
+        remaining = max(0, floor(L - est))
+      end
+      -- until every request now counted has left the window
+      local newest = -1
+      for k = 0, B do if counts[k] > 0 then newest = k end end
+      if newest < 0 then reset = 0 else reset = (newest + 1 - frac) * S end
     else
       local w = floor(now / W)
-      local prev, cur = 0, 0
+      local cur = 0
       if raw then
-        local sw, sp, sc = string.match(raw, '^(%d+):(%d+):(%d+)$')
-        if sw then
-          sw = tonumber(sw)
-          if sw == w then
-            prev, cur = tonumber(sp), tonumber(sc)
-          elseif sw == w - 1 then
-            prev = tonumber(sc)
-          end
-        end
+        local sw, sc = string.match(raw, '^(%d+):0:(%d+)$')
+        if sw and tonumber(sw) == w then cur = tonumber(sc) end
       end
       local elapsed = now - w * W
-      if alg == 3 then prev = 0 end
-      local est = prev * (W - elapsed) / W + cur
-      if est + c <= L then ok = 1 else ok = 0 end
-      if alg == 3 then
-        if c > L then retry = -1 elseif ok == 1 then retry = 0 else retry = W - elapsed end
-        if cur + 1 <= L then retry1 = 0 else retry1 = W - elapsed end
-      else
-        retry = sliding_retry(prev, cur, L, W, elapsed, c)
-        retry1 = sliding_retry(prev, cur, L, W, elapsed, 1)
-      end
+      if cur + c <= L then ok = 1 else ok = 0 end
+      if c > L then retry = -1 elseif ok == 1 then retry = 0 else retry = W - elapsed end
+      if cur + 1 <= L then retry1 = 0 else retry1 = W - elapsed end
       reset = W - elapsed
       stamp = w
       if ok == 1 then
-        remaining = max(0, floor(L - est - c))
-        local ttl = 2 * Wms
-        if alg == 3 then ttl = max(1, ceil((W - elapsed) / 1000)) end
-        writes[i] = { string.format('%.0f:%.0f:%.0f', w, prev, cur + c), ttl }
+        remaining = max(0, L - cur - c)
+        writes[i] = { string.format('%.0f:0:%.0f', w, cur + c), max(1, ceil((W - elapsed) / 1000)) }
       else
-        remaining = max(0, floor(L - est))
+        remaining = max(0, L - cur)
       end
     end
   end

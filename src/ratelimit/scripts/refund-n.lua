@@ -24,16 +24,20 @@ for i = 1, #KEYS do
         redis.call('SET', KEYS[i], string.format('%.0f', math.ceil(tat)), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
       end
       changed = changed + 1
+    elseif alg == 1 then
+      local parts = {}
+      for v in string.gmatch(raw, '[^:]+') do parts[#parts + 1] = tonumber(v) end
+      local idx = 10 - (parts[1] - stamp)
+      if #parts == 12 and idx >= 0 and idx <= 10 then
+        parts[2 + idx] = math.max(0, parts[2 + idx] - c)
+        for k = 1, #parts do parts[k] = string.format('%.0f', parts[k]) end
+        redis.call('SET', KEYS[i], table.concat(parts, ':'), 'KEEPTTL')
+        changed = changed + 1
+      end
     else
-      local sw, sp, sc = string.match(raw, '^(%d+):(%d+):(%d+)$')
-      if sw then
-        sw, sp, sc = tonumber(sw), tonumber(sp), tonumber(sc)
-        if sw == stamp then
-          sc = math.max(0, sc - c)
-        elseif sw == stamp + 1 then
-          sp = math.max(0, sp - c)
-        end
-        redis.call('SET', KEYS[i], string.format('%.0f:%.0f:%.0f', sw, sp, sc), 'KEEPTTL')
+      local sw, sc = string.match(raw, '^(%d+):0:(%d+)$')
+      if sw and tonumber(sw) == stamp then
+        redis.call('SET', KEYS[i], string.format('%.0f:0:%.0f', stamp, math.max(0, tonumber(sc) - c)), 'KEEPTTL')
         changed = changed + 1
       end
     end
