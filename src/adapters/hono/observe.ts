@@ -19,6 +19,12 @@ export type ObserveVariables = {
 /** A Hono `Env` carrying {@link ObserveVariables}: `new Hono<ObserveEnv>()`. */
 export type ObserveEnv = { Variables: ObserveVariables };
 
+/** The part of Node's `ServerResponse` (as `c.env.outgoing` on @hono/node-server) used here. */
+interface NodeResponseLike {
+  setHeader(name: string, value: string): unknown;
+  headersSent: boolean;
+}
+
 /** Options for {@link observe}. */
 export interface ObserveOptions {
   /** Root logger (see `createLogger`); its base fields should carry `instance_id`. */
@@ -67,7 +73,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     // this middleware, nothing after it matched.
     const route = c.req.routeIndex === ownIndex ? unmatched : routePath(c) || unmatched;
     const status = failed ? 500 : c.res.status;
-    if (!failed) {
+    if (!failed && !headersOnSocket(c)) {
       try {
         c.res.headers.set('X-Request-Id', requestId);
         if (instanceHeader) c.res.headers.set('X-Instance-Id', instanceId);
@@ -95,10 +101,25 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     return route;
   };
 
+  // On @hono/node-server the Node response is at hand: headers set there before the handler runs
+  // are merged into whatever it returns, and keep the adapter's fast path for plain responses
+  // (touching `c.res.headers` afterwards would materialise a fetch Headers object per request).
+  const headersOnSocket = (c: Context<ObserveEnv>): boolean => {
+    const out = (c.env as { outgoing?: NodeResponseLike } | undefined)?.outgoing;
+    return out !== undefined && typeof out.setHeader === 'function';
+  };
+  const presetHeaders = (c: Context<ObserveEnv>, requestId: string) => {
+    const out = (c.env as { outgoing?: NodeResponseLike } | undefined)?.outgoing;
+    if (out === undefined || typeof out.setHeader !== 'function' || out.headersSent) return;
+    out.setHeader('X-Request-Id', requestId);
+    if (instanceHeader) out.setHeader('X-Instance-Id', instanceId);
+  };
+
   const run = async (c: Context<ObserveEnv>, next: () => Promise<void>, bindings: Record<string, string>) => {
     const start = performance.now();
     const ownIndex = c.req.routeIndex;
     const requestId = bindings.request_id as string;
+    presetHeaders(c, requestId);
     c.set('requestId', requestId);
     c.set('log', logger.child(bindings));
     metrics?.requestStarted();

@@ -1,0 +1,78 @@
+// Logger and redactor behaviour without HTTP: base fields, key-name rules, depth, untouched lines.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Logger as ContractLogger } from '../../src/contracts/index.js';
+import { createLogger, createRedactor } from '../../src/observe/log.js';
+import { acceptRequestId, isWellFormedRequestId } from '../../src/observe/request-id.js';
+import { captureSink } from './helpers.js';
+
+test('every line carries service and instance_id; the logger satisfies the contracts Logger', () => {
+  const sink = captureSink();
+  const log = createLogger({ service: 'svc', instanceId: 'i-1', destination: sink.stream, level: 'debug' });
+  const asContract: ContractLogger = log;
+  asContract.child({ request_id: 'r-1' }).debug({ a: 1 }, 'hello');
+  const [line] = sink.lines();
+  assert.equal(line?.service, 'svc');
+  assert.equal(line?.instance_id, 'i-1');
+  assert.equal(line?.request_id, 'r-1');
+  assert.equal(line?.level, 'debug');
+  assert.equal(line?.msg, 'hello');
+  assert.equal(typeof line?.time, 'string');
+});
+
+test('keys containing password/secret/token at any depth, credential headers and bearer values are censored', () => {
+  const sink = captureSink();
+  const log = createLogger({
+    service: 's',
+    instanceId: 'i',
+    destination: sink.stream,
+    redact: ['card_number'],
+  });
+  log.info(
+    {
+      body: { card: { apiToken: 'S1', card_number: 'S2', brand: 'visa' } },
+      list: [{ user_password: 'S3' }, 'Bearer S4', ['Set-Cookie', 'S5']],
+      headers: { Authorization: 'S6', cookie: 'S7', 'set-cookie': ['S8'], accept: '*/*' },
+      SECRET_KEY: { nested: 'S9' },
+      note: 'fine',
+    },
+    'payload',
+  );
+  // Child bindings and error objects go through the same screen.
+  log.child({ refreshToken: 'S10' }).info('child');
+  const err = Object.assign(new Error('failed'), { accessToken: 'S11' });
+  log.error({ err }, 'with error');
+  const out = sink.text();
+  for (let i = 1; i <= 11; i++)
+    assert.ok(!out.includes(`"S${i}"`) && !out.includes(`S${i}"`), `S${i} leaked`);
+  const [first] = sink.lines();
+  assert.ok(first);
+  const body = first.body as { card: Record<string, unknown> };
+  assert.equal(body.card.brand, 'visa');
+  assert.equal(body.card.apiToken, '[Redacted]');
+  assert.equal((first.headers as Record<string, unknown>).accept, '*/*');
+  assert.equal(first.note, 'fine');
+  assert.match(out, /"msg":"with error"/);
+});
+
+test('a line without sensitive words is returned as the same string, unparsed', () => {
+  const scrub = createRedactor();
+  const line = '{"level":"info","route":"/api/orders/:id","status":200,"latency_ms":1.2,"msg":"request"}\n';
+  assert.equal(scrub(line), line);
+  const mentions = '{"level":"info","msg":"token refreshed","count":3}\n';
+  assert.equal(scrub(mentions), mentions, 'a word in a value alone changes nothing');
+  assert.equal(scrub('{"a":{"b":{"myToken":"x"}}}\n'), '{"a":{"b":{"myToken":"[Redacted]"}}}\n');
+  assert.equal(createRedactor({ censor: '***' })('{"password":{"deep":[1,2]}}\n'), '{"password":"***"}\n');
+  assert.doesNotMatch(scrub('not json but has a token: abc\n'), /abc/);
+});
+
+test('request ids: well-formed ones are kept, others replaced by a UUID', () => {
+  assert.equal(acceptRequestId('abc.DEF_1:2-3'), 'abc.DEF_1:2-3');
+  for (const bad of [undefined, null, '', 'a b', 'x'.repeat(129), 'a\r\nb', 'a\nSet-Cookie: x', 'é']) {
+    const id = acceptRequestId(bad);
+    assert.notEqual(id, bad);
+    assert.ok(isWellFormedRequestId(id));
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  }
+  assert.notEqual(acceptRequestId(undefined), acceptRequestId(undefined));
+});
