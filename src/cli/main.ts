@@ -161,7 +161,7 @@ export async function main(
   try {
     const [first, ...rest] = argv;
     if (first === undefined || first === '-h' || first === '--help') {
-      io.out.write(HELP['main']!);
+      (first === undefined ? io.err : io.out).write(HELP['main']!);
       return first === undefined ? 2 : 0;
     }
     if (first === '-v' || first === '--version') {
@@ -242,7 +242,7 @@ export async function main(
     }
   } catch (err) {
     if (isShoalError(err)) {
-      io.err.write(`shoal: ${err.message.replace(/^shoal: /, '')}\n`);
+      io.err.write(`${/^shoal[ :]/.test(err.message) ? '' : 'shoal: '}${err.message}\n`);
       return err.code === 'cli.usage' ? 2 : 1;
     }
     io.err.write(`shoal: unexpected error: ${(err as Error).stack ?? String(err)}\n`);

@@ -430,22 +430,28 @@ export class ServiceSupervisor {
     slot.rolling = false;
     slot.settle();
     progress(`${name}: ${fresh.id} is ready`);
-    if (old && !old.exited) {
-      old.intentional = true;
-      old.state = 'draining';
-      const drained = await Promise.race([
-        this.opts.balancer.drainBackend(old.id).then(
-          () => true,
-          () => true,
-        ),
-        sleep(this.service.stopTimeoutMs).then(() => false),
-      ]);
-      if (!drained)
-        progress(`${name}: ${old.id} still had requests in flight after ${this.service.stopTimeoutMs}ms`);
-      this.opts.balancer.removeBackend(old.id);
-      await this.terminate(old);
-      progress(`${name}: ${old.id} drained and stopped (${describeExit(await old.exit)})`);
+    // Normally just the old process; also any process a crash restart started meanwhile.
+    const retiring = [...this.procs].filter((p) => p.index === slot.index && p !== fresh && !p.exited);
+    await Promise.all(retiring.map((p) => this.retire(p, name, progress)));
+  }
+
+  /** Stop routing to a replica, wait for its in-flight requests (bounded), then stop it. */
+  private async retire(proc: Proc, name: string, progress: (message: string) => void): Promise<void> {
+    proc.intentional = true;
+    proc.state = 'draining';
+    const drained = await Promise.race([
+      this.opts.balancer.drainBackend(proc.id).then(
+        () => true,
+        () => true,
+      ),
+      sleep(this.service.stopTimeoutMs).then(() => false),
+    ]);
+    if (!drained) {
+      progress(`${name}: ${proc.id} still had requests in flight after ${this.service.stopTimeoutMs}ms`);
     }
+    this.opts.balancer.removeBackend(proc.id);
+    await this.terminate(proc);
+    progress(`${name}: ${proc.id} drained and stopped (${describeExit(await proc.exit)})`);
   }
 
   /** Current status rows, one per live process (two per slot during a rolling restart). */

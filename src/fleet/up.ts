@@ -352,7 +352,7 @@ export interface RunUpOptions extends StartFleetOptions {
 
 /**
  * The `shoal up` command: start the fleet, print URLs and the status table, stream merged logs,
- * and stop everything on SIGINT/SIGTERM (a second signal kills replicas immediately).
+ * and stop everything on SIGINT/SIGTERM/SIGHUP (a second signal kills replicas immediately).
  * Resolves with the process exit code.
  *
  * @example
@@ -382,6 +382,7 @@ export async function runUp(options: RunUpOptions = {}): Promise<number> {
   const onExit = () => fleet?.kill();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
   process.on('exit', onExit);
   try {
     fleet = await prepareFleet(options, logs);
@@ -405,6 +406,7 @@ export async function runUp(options: RunUpOptions = {}): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
     process.off('exit', onExit);
   }
 }
