@@ -63,7 +63,7 @@ export interface ResolveOptions {
   binDirs?: string[];
   /** Parent of the private directory (default the OS temp dir). */
   tmpDir?: string;
-  /** Deadline of each reachability check (default 1500 ms). */
+  /** Deadline of each reachability check (default 3000 ms). */
   timeoutMs?: number;
   /** Deadline for a started server to accept connections (default 30 s). */
   startTimeoutMs?: number;
@@ -104,7 +104,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([
     p,
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms (${what})`)), ms);
+      // Let one more I/O poll run before giving up: when the event loop was blocked (a busy
+      // process), the answer may be waiting on the socket while the timer is already due.
+      timer = setTimeout(
+        () => setImmediate(() => reject(new Error(`no answer within ${ms} ms (${what})`))),
+        ms,
+      );
     }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -364,7 +369,7 @@ function cleanPgEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
  */
 export async function resolveRedis(options: ResolveOptions = {}): Promise<ResolvedStore> {
   const env = options.env ?? process.env;
-  const timeoutMs = options.timeoutMs ?? 1500;
+  const timeoutMs = options.timeoutMs ?? 3000;
   const given = options.url ?? (env.REDIS_URL?.trim() || undefined);
   if (given !== undefined) {
     const what = options.url !== undefined ? 'the Redis URL given' : 'REDIS_URL';
@@ -516,7 +521,7 @@ async function startRedis(bin: string, options: ResolveOptions): Promise<Resolve
  */
 export async function resolvePostgres(options: ResolvePostgresOptions = {}): Promise<ResolvedStore> {
   const env = options.env ?? process.env;
-  const timeoutMs = options.timeoutMs ?? 1500;
+  const timeoutMs = options.timeoutMs ?? 3000;
   const given = options.url ?? (env.DATABASE_URL?.trim() || undefined);
   if (given !== undefined) {
     const what = options.url !== undefined ? 'the PostgreSQL URL given' : 'DATABASE_URL';

@@ -87,7 +87,7 @@ test('the documented variable list is complete', () => {
 
 test('docs/config.md documents every variable loadConfig reads, in a table row of its own', () => {
   const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
-  const missing = CONFIG_VARIABLES.filter((v) => !new RegExp(`^\\| \`${v}\` \\|`, 'm').test(doc));
+  const missing = CONFIG_VARIABLES.filter((v) => !new RegExp(`^\\| \`${v}\` +\\|`, 'm').test(doc));
   assert.deepEqual(missing, [], `variables without a row in docs/config.md: ${missing.join(', ')}`);
 });
 
