@@ -9,3 +9,4 @@ export * from './observe.js';
 export * from './idempotency.js';
 export * from './ratelimit.js';
 export * from './rate-limit-admin.js';
+export { clientIpOf } from '../../enrich/client-ip.js';
