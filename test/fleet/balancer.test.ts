@@ -538,7 +538,9 @@ describe('balancer: streaming and upgrades', () => {
       req.on('error', reject);
       req.end();
     });
-    cleanups.push(() => socket.destroy());
+    cleanups.push(() => {
+      socket.destroy();
+    });
     assert.equal(res.statusCode, 101);
     assert.equal(res.headers['x-seen-xff'], '127.0.0.1');
     const reply = new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
@@ -618,7 +620,9 @@ describe('balancer: headers and stickiness', () => {
     const { port } = await startBalancer(bs);
     const { connect } = await import('node:net');
     const sock = connect(port, '127.0.0.1');
-    cleanups.push(() => sock.destroy());
+    cleanups.push(() => {
+      sock.destroy();
+    });
     let data = '';
     sock.on('data', (d: Buffer) => {
       data += d.toString('latin1');
