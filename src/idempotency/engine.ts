@@ -118,10 +118,35 @@ function scopedKey(scope: string, key: string): string {
   return `${scope.length}:${scope}|${key}`;
 }
 
+const encoder = new TextEncoder();
+
+/**
+ * The body of a response that already holds it in memory, without turning it into a stream.
+ * Why: @hono/node-server's lightweight Response keeps `[status, body, headers]` under a private
+ * symbol and only builds a real (stream-backed) Response when `.body` is touched; reading the
+ * cached string or bytes saves that and lets the original response go out untouched. Any other
+ * shape returns undefined and takes the generic path, so this is a speed-up, never a dependency.
+ */
+function inMemoryBody(res: Response): Uint8Array | undefined {
+  for (const sym of Object.getOwnPropertySymbols(res)) {
+    if (sym.description !== 'cache') continue;
+    const cache = (res as unknown as Record<symbol, unknown>)[sym];
+    if (!Array.isArray(cache)) return undefined;
+    const body = cache[1];
+    if (typeof body === 'string') return encoder.encode(body);
+    if (body instanceof Uint8Array) return body;
+    if (body === null) return new Uint8Array(0);
+    return undefined;
+  }
+  return undefined;
+}
+
 async function bufferBody(
   res: Response,
   max: number,
-): Promise<{ body: Uint8Array } | { overflow: Response; seen: number }> {
+): Promise<{ body: Uint8Array; same?: boolean } | { overflow: Response; seen: number }> {
+  const held = inMemoryBody(res);
+  if (held !== undefined && held.byteLength <= max) return { body: held, same: true };
   if (!res.body) return { body: new Uint8Array(0) };
   const declared = Number(res.headers.get('content-length') ?? Number.NaN);
   if (declared > max) return { overflow: res, seen: declared };
@@ -442,11 +467,13 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
           if (allowed.has(name)) headers.push([name, value]);
         });
         completion = { kind: 'store', response: { status: res.status, headers, body: buffered.body } };
-        out = new Response(NULL_BODY.has(res.status) ? null : buffered.body, {
-          status: res.status,
-          statusText: res.statusText,
-          headers: res.headers,
-        });
+        out = buffered.same
+          ? res
+          : new Response(NULL_BODY.has(res.status) ? null : buffered.body, {
+              status: res.status,
+              statusText: res.statusText,
+              headers: res.headers,
+            });
       }
     }
 

@@ -45,7 +45,8 @@ function existing(row: Row): ClaimOutcome {
         : null;
     return { kind: 'done', response };
   }
-  return { kind: 'in_flight', leaseRemainingMs: Math.max(0, Math.ceil(Number(row.left_ms ?? 0))) };
+  const left = Number(row.left_ms ?? 0);
+  return { kind: 'in_flight', leaseRemainingMs: left > 0 ? Math.ceil(left) : 0 };
 }
 
 /**
@@ -137,6 +138,13 @@ export function postgresIdempotencyStore(
   return {
     name: 'postgres',
     async claim(key, fingerprint, token, leaseMs, retentionMs) {
+      // Read first: replays, mismatches and conflicts are answered without taking a row lock,
+      // which would give the statement a transaction id and a WAL flush at commit.
+      const seen = (await pool.query<Row>(peekSql, [key, fingerprint])).rows[0];
+      if (seen) {
+        const outcome = existing(seen);
+        if (outcome.kind !== 'in_flight' || outcome.leaseRemainingMs > 0) return outcome;
+      }
       for (let attempt = 0; ; attempt++) {
         const { rows } = await pool.query<Row>(claimSql, [key, fingerprint, token, leaseMs, retentionMs]);
         const row = rows[0];

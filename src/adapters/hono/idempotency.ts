@@ -72,6 +72,7 @@ export function idempotency<Tx = never>(
   return async (c, next) => {
     if (!methods.has(c.req.method)) return next();
     const contentType = c.req.header('content-type');
+    let ran = false;
     const res = await engine.handle(
       {
         keyHeader: c.req.header('idempotency-key'),
@@ -88,6 +89,7 @@ export function idempotency<Tx = never>(
       },
       async (ctx) => {
         c.set('idempotency', ctx);
+        ran = true;
         await next();
         // Hono turns a thrown handler error into c.error + an error response; the engine must
         // see it as a failure so it rolls back and releases the key.
@@ -95,6 +97,8 @@ export function idempotency<Tx = never>(
         return c.res;
       },
     );
-    c.res = res;
+    // Reassigning the same response would make Hono copy it (and turn its body into a stream).
+    if (!ran) return res;
+    if (res !== c.res) c.res = res;
   };
 }
