@@ -111,3 +111,51 @@ test('every subpath mentioned in README.md and docs/ is declared in package.json
   assert.deepEqual(missing, [], `documented but not exported:\n${missing.join('\n')}`);
   assert.ok(seen > 0, 'the docs mention at least one subpath (so this check has something to check)');
 });
+
+test('runtime assets (Lua scripts, SQL migrations) are in dist/ beside the modules that load them', () => {
+  const assets: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(join(root, dir))) {
+      const p = join(dir, name);
+      if (statSync(join(root, p)).isDirectory()) walk(p);
+      else if (/\.(lua|sql)$/.test(name)) assets.push(p);
+    }
+  };
+  walk('src');
+  assert.ok(assets.length > 0, 'the toolkit ships Lua scripts and migrations');
+  const stale = assets.filter((p) => {
+    const out = join(root, 'dist', relative('src', p));
+    return !existsSync(out) || readFileSync(out, 'utf8') !== readFileSync(join(root, p), 'utf8');
+  });
+  assert.deepEqual(stale, [], `missing or stale in dist/ (scripts/copy-assets.mjs): ${stale.join(', ')}`);
+});
+
+test('the built shoal/postgres applies the shipped migrations from dist/', async () => {
+  const { testSchema } = await import('../helpers/stores.js');
+  const s = await testSchema('pkg');
+  try {
+    const script = `
+      import { createPool, migrateToolkit } from 'shoal/postgres';
+      const pool = createPool(process.env.PKG_TEST_URL, { max: 1 });
+      const r = await migrateToolkit(pool);
+      await pool.end();
+      process.stdout.write(JSON.stringify(r.applied.map((m) => m.id + '_' + m.name + '.sql')));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, NODE_OPTIONS: '', PKG_TEST_URL: s.url },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const shipped = readdirSync(join(root, 'src/stores/postgres/migrations'))
+      .filter((f) => f.endsWith('.sql'))
+      .sort()
+      .map((f) => f.replace(/^0+/, ''));
+    assert.deepEqual(JSON.parse(r.stdout), shipped);
+    const rec = await s.pool.query('SELECT count(*)::int AS n FROM shoal_migrations');
+    assert.equal(rec.rows[0].n, shipped.length);
+  } finally {
+    await s.drop();
+  }
+});
