@@ -17,7 +17,8 @@ test('every line carries service and instance_id; the logger satisfies the contr
   assert.equal(line?.request_id, 'r-1');
   assert.equal(line?.level, 'debug');
   assert.equal(line?.msg, 'hello');
-  assert.equal(typeof line?.time, 'string');
+  assert.equal(typeof line?.time, 'number');
+  assert.ok(Math.abs((line?.time as number) - Date.now()) < 60_000);
 });
 
 test('keys containing password/secret/token at any depth, credential headers and bearer values are censored', () => {

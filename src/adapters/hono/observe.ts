@@ -62,18 +62,31 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
   const instanceHeader = opts.instanceHeader ?? false;
   const unmatched = opts.unmatchedRoute ?? 'unmatched';
 
+  // On @hono/node-server the Node response is at hand: headers set there before the handler runs
+  // are merged into whatever it returns, and keep the adapter's fast path for plain responses
+  // (touching `c.res.headers` afterwards would materialise a fetch Headers object per request).
+  const presetHeaders = (c: Context<ObserveEnv>, requestId: string): boolean => {
+    const out = (c.env as { outgoing?: NodeResponseLike } | undefined)?.outgoing;
+    if (out === undefined || typeof out.setHeader !== 'function' || out.headersSent) return false;
+    out.setHeader('X-Request-Id', requestId);
+    if (instanceHeader) out.setHeader('X-Instance-Id', instanceId);
+    return true;
+  };
+
   const finish = (
     c: Context<ObserveEnv>,
+    log: Logger,
     ownIndex: number,
     requestId: string,
     start: number,
+    headersDone: boolean,
     failed: boolean,
-  ) => {
+  ): string => {
     // After next() the route index points at the handler that answered; if it still points at
     // this middleware, nothing after it matched.
     const route = c.req.routeIndex === ownIndex ? unmatched : routePath(c) || unmatched;
     const status = failed ? 500 : c.res.status;
-    if (!failed && !headersOnSocket(c)) {
+    if (!failed && !headersDone) {
       try {
         c.res.headers.set('X-Request-Id', requestId);
         if (instanceHeader) c.res.headers.set('X-Instance-Id', instanceId);
@@ -85,73 +98,61 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
       }
     }
     const ms = performance.now() - start;
-    const line = {
-      method: c.req.method,
-      route,
-      status,
-      latency_ms: Math.round(ms * 1000) / 1000,
-    };
-    const log = c.get('log');
+    const method = c.req.method;
+    const line = { method, route, status, latency_ms: Math.round(ms * 1000) / 1000 };
     if (status >= 500) log.error(line, 'request');
     else log.info(line, 'request');
     if (metrics) {
-      metrics.observeRequest(route, c.req.method, status, ms / 1000);
+      metrics.observeRequest(route, method, status, ms / 1000);
       metrics.requestFinished();
     }
     return route;
   };
 
-  // On @hono/node-server the Node response is at hand: headers set there before the handler runs
-  // are merged into whatever it returns, and keep the adapter's fast path for plain responses
-  // (touching `c.res.headers` afterwards would materialise a fetch Headers object per request).
-  const headersOnSocket = (c: Context<ObserveEnv>): boolean => {
-    const out = (c.env as { outgoing?: NodeResponseLike } | undefined)?.outgoing;
-    return out !== undefined && typeof out.setHeader === 'function';
-  };
-  const presetHeaders = (c: Context<ObserveEnv>, requestId: string) => {
-    const out = (c.env as { outgoing?: NodeResponseLike } | undefined)?.outgoing;
-    if (out === undefined || typeof out.setHeader !== 'function' || out.headersSent) return;
-    out.setHeader('X-Request-Id', requestId);
-    if (instanceHeader) out.setHeader('X-Instance-Id', instanceId);
-  };
-
-  const run = async (c: Context<ObserveEnv>, next: () => Promise<void>, bindings: Record<string, string>) => {
+  const run = async (
+    c: Context<ObserveEnv>,
+    next: () => Promise<void>,
+    requestId: string,
+    bindings: Record<string, string>,
+  ): Promise<string> => {
     const start = performance.now();
     const ownIndex = c.req.routeIndex;
-    const requestId = bindings.request_id as string;
-    presetHeaders(c, requestId);
+    const headersDone = presetHeaders(c, requestId);
+    const log = logger.child(bindings);
     c.set('requestId', requestId);
-    c.set('log', logger.child(bindings));
+    c.set('log', log);
     metrics?.requestStarted();
     try {
       await next();
     } catch (err) {
       // Hono normally turns handler errors into responses before they reach here; this is for
       // compositions without an error handler.
-      finish(c, ownIndex, requestId, start, true);
+      finish(c, log, ownIndex, requestId, start, headersDone, true);
       throw err;
     }
-    return finish(c, ownIndex, requestId, start, false);
+    return finish(c, log, ownIndex, requestId, start, headersDone, false);
   };
 
-  return async function shoalObserve(c, next) {
-    const requestId = acceptRequestId(c.req.header('x-request-id'));
-    if (!tracing) {
-      await run(c, next, { request_id: requestId });
-      return;
-    }
-    await tracing.inServerSpan(c.req.method, c.req.raw.headers, async (span) => {
+  const traced = (c: Context<ObserveEnv>, next: () => Promise<void>, requestId: string, t: Tracing) =>
+    t.inServerSpan(c.req.method, c.req.raw.headers, async (span) => {
       let route = unmatched;
       let status = 500;
       try {
-        route = await run(c, next, { request_id: requestId, trace_id: span.traceId });
+        route = await run(c, next, requestId, { request_id: requestId, trace_id: span.traceId });
         status = c.res.status;
       } finally {
         span.finish(route, status);
       }
     });
+
+  return function shoalObserve(c, next) {
+    const requestId = acceptRequestId(c.req.header('x-request-id'));
+    if (tracing) return traced(c, next, requestId, tracing);
+    return run(c, next, requestId, { request_id: requestId }).then(noop);
   };
 }
+
+function noop(): void {}
 
 /**
  * `GET /metrics` handler: the registry in Prometheus text format.
