@@ -112,6 +112,11 @@ export function defineFleet(config: FleetConfig): FleetConfig {
 }
 
 const RESOURCE_NAMES = ['redis', 'postgres'] as const;
+/**
+ * Variables the fleet sets per replica that a service's `env` may not override: the fleet's
+ * routing and identity depend on them. (`SHOAL_SERVICE` may be overridden: it is only a label.)
+ */
+const FLEET_OWNED_ENV = ['PORT', 'SHOAL_INSTANCE_ID', 'SHOAL_REPLICA_INDEX', 'SHOAL_REPLICAS'] as const;
 const SERVICE_NAME = /^[a-z][a-z0-9-]{0,39}$/;
 
 const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -446,7 +451,16 @@ export function validateFleet(raw: unknown, file: string): FleetModel {
       });
     }
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(s.env)) env[k] = String(v);
+    for (const [k, v] of Object.entries(s.env)) {
+      if ((FLEET_OWNED_ENV as readonly string[]).includes(k)) {
+        issues.push({
+          path: `${base}.env.${k}`,
+          expected: `no ${k}: the fleet sets it for every replica (${FLEET_OWNED_ENV.join(', ')})`,
+          found: describe(v),
+        });
+      }
+      env[k] = String(v);
+    }
     services.push({
       name,
       command,

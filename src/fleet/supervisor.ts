@@ -212,13 +212,13 @@ export class ServiceSupervisor {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(this.opts.baseEnv ?? process.env)) if (v !== undefined) env[k] = v;
     env['HOST'] = '127.0.0.1';
+    env['SHOAL_SERVICE'] = s.name;
     if (s.drainDelayMs !== undefined) env['SHOAL_DRAIN_DELAY'] = `${s.drainDelayMs}ms`;
     Object.assign(env, s.env, this.opts.env, {
       PORT: String(port),
       SHOAL_INSTANCE_ID: id,
       SHOAL_REPLICA_INDEX: String(slot.index),
       SHOAL_REPLICAS: String(s.replicas),
-      SHOAL_SERVICE: s.name,
     });
     const [cmd, ...args] = s.command;
     const exe = cmd === 'node' ? process.execPath : cmd!;

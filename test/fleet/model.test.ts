@@ -103,6 +103,14 @@ test('duplicate ports, bad durations and bad names are reported', () => {
     /services\.Web\.port: expected a port not already used by service "api", found number 8080/,
   );
   assert.match(err.message, /services\.Web: expected a service name of lowercase letters/);
+  const owned = invalid({
+    services: { api: { command: 'x', port: 1, env: { SHOAL_SERVICE: 'orders', PORT: 1 } } },
+  });
+  assert.match(
+    owned.message,
+    /services\.api\.env\.PORT: expected no PORT: the fleet sets it for every replica .*, found number 1/,
+  );
+  assert.match(owned.message, /\(1 problem\)/);
 });
 
 test('splitCommand honours quotes', () => {
