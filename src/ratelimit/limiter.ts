@@ -88,6 +88,22 @@ export interface KeyState {
 
 class DeadlineExceeded extends Error {}
 
+/**
+ * How long a state key must outlive its last write. Static per limit, so the script never turns
+ * numbers into text (slow inside Redis): a GCRA key is useless once its TAT has passed, which is
+ * at most burst * interval after an admitted write; a sliding key holds W plus one sub-window.
+ */
+function stateTtlMs(e: {
+  def: { algorithm: Algorithm };
+  windowMs: number;
+  burst: number;
+  requests: number;
+}): number {
+  if (e.def.algorithm === 'gcra') return Math.ceil((e.burst * e.windowMs) / e.requests) + 1;
+  if (e.def.algorithm === 'fixed-window') return e.windowMs;
+  return e.windowMs + Math.ceil(e.windowMs / 10);
+}
+
 function defineLimit(
   name: string,
   input: LimitOptions | string,
@@ -259,7 +275,7 @@ export class RateLimiter {
     let verdicts: Verdict[];
     try {
       verdicts = await this.#withDeadline(this.#evaluate(entries, true));
-      this.#metrics.redisSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
+      this.#metrics.observeRedis('ok', (performance.now() - started) / 1000);
       this.#breaker.success();
     } catch (err) {
       const timeout = err instanceof DeadlineExceeded;
@@ -352,18 +368,21 @@ export class RateLimiter {
     return undefined;
   }
 
-  async #withDeadline<T>(p: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineExceeded()), this.deadlineMs);
+  #withDeadline<T>(p: Promise<T>): Promise<T> {
+    // One timer and one wrapper promise per call; the late outcome of a timed-out call is dropped.
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new DeadlineExceeded()), this.deadlineMs);
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
     });
-    try {
-      return await Promise.race([p, deadline]);
-    } finally {
-      clearTimeout(timer);
-      // A late failure after the deadline must not surface as an unhandled rejection.
-      p.catch(() => {});
-    }
   }
 
   #args(entries: Entry[], charge: boolean): (string | number)[] {
@@ -376,6 +395,7 @@ export class RateLimiter {
         e.burst,
         e.cost,
         e.mode === 'shadow' ? '1' : '0',
+        stateTtlMs(e),
       );
     }
     return args;
@@ -599,7 +619,7 @@ export class RateLimiter {
     };
     const { verdicts } = await this.#run([e], false);
     const v = verdicts[0]!;
-    const raw = await this.#redis.get(e.key);
+    const raw = await this.#redis.getBuffer(e.key);
     return {
       limit,
       subject: e.subject,
@@ -607,7 +627,7 @@ export class RateLimiter {
       remaining: v.ok ? v.remaining + 1 : v.remaining,
       resetMs: v.resetMs,
       retryAfterMs: v.ok ? 0 : v.retryMs,
-      blocked: raw !== null && raw.startsWith('B'),
+      blocked: raw !== null && raw.length === 9 && raw[0] === 0x42,
       requests: e.requests,
       windowMs: e.windowMs,
       algorithm: def.algorithm,

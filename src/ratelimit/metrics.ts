@@ -114,6 +114,16 @@ export class RateLimitMetrics {
     );
   }
 
+  /** Redis latency; the common `ok` child is cached. */
+  observeRedis(result: 'ok' | 'timeout' | 'error', seconds: number): void {
+    if (result === 'ok') {
+      this.#redisOkChild ??= this.redisSeconds.labels({ result: 'ok' });
+      this.#redisOkChild.observe(seconds);
+    } else this.redisSeconds.observe({ result }, seconds);
+  }
+
+  #redisOkChild: { observe(v: number): void } | undefined;
+
   /** Cached label children keep the hot path free of label-hashing work. */
   inc(counter: Counter<string>, labels: Labels, id: string): void {
     let child = this.#children.get(id);

@@ -2,9 +2,9 @@
 -- KEYS[1]  state key
 -- ARGV[1]  duration in milliseconds (> 0)
 -- returns  blocked-until as Unix milliseconds (Redis time)
+-- The block is stored as 'B' .. struct '<d' (until, microseconds): 9 bytes, see check-n.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local d = tonumber(ARGV[1])
-local untl = now + d * 1000
-redis.call('SET', KEYS[1], 'B' .. string.format('%.0f', untl), 'PX', d)
+local untl = now + tonumber(ARGV[1]) * 1000
+redis.call('SET', KEYS[1], 'B' .. struct.pack('<d', untl), 'PX', ARGV[1])
 return math.floor(untl / 1000)

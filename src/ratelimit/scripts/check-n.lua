@@ -1,14 +1,15 @@
 -- check-n: decide K rate limits atomically and charge all of them or none.
--- KEYS[i]  state key of limit i, a string holding one of:
---            sliding window  "<newest sub-window index>:<c0>:...:<c10>", counts of the 11 most
---                            recent sub-windows of W/10 each (c10 newest); the oldest one is
---                            weighted by how much of it still lies inside the window
---            fixed window    "<window index>:0:<count>"
---            GCRA            "<theoretical arrival time, microseconds>"
---            admin block     "B<blocked until, microseconds>"
+-- KEYS[i]  state key of limit i: a binary string (struct-packed, little-endian; number-to-text
+--          conversion costs about a microsecond per value inside Redis, packing is near free):
+--            GCRA            8 bytes   <d   theoretical arrival time, microseconds
+--            fixed window    12 bytes  <dI4 window index, count
+--            sliding window  52 bytes  <d + 11 x I4: index of the newest sub-window, then the
+--                            counts of the 11 most recent sub-windows of W/10 (oldest first);
+--                            the oldest is weighted by how much of it is still inside the window
+--            admin block     9 bytes   'B' .. <d  blocked until, microseconds
 -- ARGV[1]  "1" = decide and charge, "0" = peek (report only, never write)
--- ARGV[2 + 6*(i-1)] .. for limit i: alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst,
---          cost, shadow ("1" = evaluate and count but never reject)
+-- ARGV[2 + 7*(i-1)] .. for limit i: alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst,
+--          cost, shadow ("1" = evaluate and count but never reject), ttl_ms for the state key
 -- returns  { allowed (1/0), index of the first enforcing limit that rejected (1-based, 0 none),
 --            now_ms, then 6 integers per limit: ok (1/0), remaining, reset_ms, retry_ms,
 --            retry1_ms, stamp }
@@ -21,31 +22,13 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local charge = ARGV[1] == '1'
 local n = #KEYS
 local floor, ceil, max = math.floor, math.ceil, math.max
+local pack, unpack = struct.pack, struct.unpack
+local B = 10
+local SLIDING = '<dI4I4I4I4I4I4I4I4I4I4I4'
 
 local function to_ms(us)
   if us < 0 then return -1 end
   return ceil(us / 1000)
-end
-
--- Sliding window over B sub-windows: the error of assuming uniform arrivals is confined to one
--- sub-window of W/B instead of a whole window.
-local B = 10
-
-local function sub_state(raw, j)
-  local counts = {}
-  for k = 0, B do counts[k] = 0 end
-  if raw then
-    local parts = {}
-    for v in string.gmatch(raw, '[^:]+') do parts[#parts + 1] = tonumber(v) end
-    local sj = parts[1]
-    if sj and #parts == B + 2 then
-      local shift = j - sj
-      if shift >= 0 and shift <= B then
-        for k = 0, B - shift do counts[k] = parts[2 + k + shift] or 0 end
-      end
-    end
-  end
-  return counts
 end
 
 -- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
@@ -57,12 +40,11 @@ local function sub_retry(counts, L, S, frac, c)
     local R = L - c - newer
     if R >= 0 then
       local ck = counts[k]
-      local f
-      if ck <= R then f = 0 else f = 1 - R / ck end
+      local f = 0
+      if ck > R then f = 1 - R / ck end
       local start = k
       if k == 0 then start = frac end
-      local at = math.max(start, k + f)
-      return math.max(0, (at - frac) * S)
+      return max(0, (max(start, k + f) - frac) * S)
     end
     if k < B then newer = newer - counts[k + 1] end
   end
@@ -75,31 +57,29 @@ local allowed = 1
 local rejected = 0
 
 for i = 1, n do
-  local b = 2 + 6 * (i - 1)
+  local b = 2 + 7 * (i - 1)
   local alg = tonumber(ARGV[b])
   local L = tonumber(ARGV[b + 1])
-  local Wms = tonumber(ARGV[b + 2])
-  local W = Wms * 1000
+  local W = tonumber(ARGV[b + 2]) * 1000
   local burst = tonumber(ARGV[b + 3])
   local c = tonumber(ARGV[b + 4])
   local shadow = ARGV[b + 5] == '1'
   local raw = redis.call('GET', KEYS[i])
   local ok, remaining, reset, retry, retry1, stamp
 
-  if raw and string.sub(raw, 1, 1) == 'B' then
-    local untl = tonumber(string.sub(raw, 2)) or 0
+  if raw and #raw == 9 and string.sub(raw, 1, 1) == 'B' then
+    local untl = unpack('<d', raw, 2)
     if untl > now then
       ok, remaining, reset, retry, retry1, stamp = 0, 0, untl - now, untl - now, untl - now, 0
-    else
-      raw = nil
     end
+    raw = nil
   end
 
   if ok == nil then
     if alg == 2 then
       local T = W / L
       local tat = now
-      if raw then tat = max(tonumber(raw) or now, now) end
+      if raw and #raw == 8 then tat = max(unpack('<d', raw), now) end
       local new_tat = tat + c * T
       if c > burst then
         ok, retry = 0, -1
@@ -113,7 +93,7 @@ for i = 1, n do
         remaining = floor((now - (new_tat - burst * T)) / T)
         reset = new_tat - now
         stamp = ceil(new_tat)
-        writes[i] = { string.format('%.0f', stamp), max(1, ceil((new_tat - now) / 1000)) }
+        writes[i] = pack('<d', stamp)
       else
         remaining = max(0, floor((now - (tat - burst * T)) / T))
         reset = tat - now
@@ -123,7 +103,15 @@ for i = 1, n do
       local S = W / B
       local j = floor(now / S)
       local frac = (now - j * S) / S
-      local counts = sub_state(raw, j)
+      local counts = {}
+      for k = 0, B do counts[k] = 0 end
+      if raw and #raw == 52 then
+        local v = { unpack(SLIDING, raw) }
+        local shift = j - v[1]
+        if shift >= 0 and shift <= B then
+          for k = 0, B - shift do counts[k] = v[2 + k + shift] end
+        end
+      end
       local est = counts[0] * (1 - frac)
       for k = 1, B do est = est + counts[k] end
       if est + c <= L then ok = 1 else ok = 0 end
@@ -133,9 +121,8 @@ for i = 1, n do
       if ok == 1 then
         counts[B] = counts[B] + c
         remaining = max(0, floor(L - est - c))
-        local parts = { string.format('%.0f', j) }
-        for k = 0, B do parts[#parts + 1] = string.format('%.0f', counts[k]) end
-        writes[i] = { table.concat(parts, ':'), Wms + ceil(S / 1000) }
+        writes[i] = pack(SLIDING, j, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
+          counts[6], counts[7], counts[8], counts[9], counts[10])
       else
         remaining = max(0, floor(L - est))
       end
@@ -146,9 +133,9 @@ for i = 1, n do
     else
       local w = floor(now / W)
       local cur = 0
-      if raw then
-        local sw, sc = string.match(raw, '^(%d+):0:(%d+)$')
-        if sw and tonumber(sw) == w then cur = tonumber(sc) end
+      if raw and #raw == 12 then
+        local sw, sc = unpack('<dI4', raw)
+        if sw == w then cur = sc end
       end
       local elapsed = now - w * W
       if cur + c <= L then ok = 1 else ok = 0 end
@@ -158,7 +145,7 @@ for i = 1, n do
       stamp = w
       if ok == 1 then
         remaining = max(0, L - cur - c)
-        writes[i] = { string.format('%.0f:0:%.0f', w, cur + c), max(1, ceil((W - elapsed) / 1000)) }
+        writes[i] = pack('<dI4', w, cur + c)
       else
         remaining = max(0, L - cur)
       end
@@ -175,7 +162,7 @@ end
 if charge and allowed == 1 then
   for i = 1, n do
     local wr = writes[i]
-    if wr then redis.call('SET', KEYS[i], wr[1], 'PX', wr[2]) end
+    if wr then redis.call('SET', KEYS[i], wr, 'PX', ARGV[2 + 7 * (i - 1) + 6]) end
   end
 end
 
