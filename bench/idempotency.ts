@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import pg from 'pg';
+import { Registry } from 'prom-client';
 import { type IdempotencyVariables, idempotency } from '../src/adapters/hono/idempotency.js';
 import { createIdempotency } from '../src/idempotency/engine.js';
 import { postgresIdempotencyStore } from '../src/idempotency/postgres-store.js';
@@ -36,8 +37,9 @@ await migrateToolkit(pool);
 
 const redis = createRedis(REDIS_URL);
 await waitForRedis(redis);
-const redisIdem = createIdempotency({ store: redisIdempotencyStore({ redis, prefix }) });
-const pgIdem = createIdempotency<PgClient>({ store: postgresIdempotencyStore({ pool }) });
+const registry = new Registry(); // metrics on, as in production
+const redisIdem = createIdempotency({ store: redisIdempotencyStore({ redis, prefix }), registry });
+const pgIdem = createIdempotency<PgClient>({ store: postgresIdempotencyStore({ pool }), registry });
 
 const app = new Hono<{ Variables: IdempotencyVariables<PgClient> }>();
 const small = async (c: {
