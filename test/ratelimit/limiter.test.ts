@@ -16,7 +16,8 @@ function make(
     limits: Parameters<typeof createRateLimiter>[0]['limits'];
   },
 ) {
-  const l = createRateLimiter({ redis, prefix: `${prefix}${limiters.length}:`, ...opts });
+  // Generous deadline: these tests are about counting; deadlines and fallbacks are in failover.test.ts.
+  const l = createRateLimiter({ redis, prefix: `${prefix}${limiters.length}:`, deadlineMs: 2000, ...opts });
   limiters.push(l);
   return l;
 }
