@@ -452,7 +452,14 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
       completion = { kind: 'unreplayable', status: res.status };
       out = res;
     } else {
-      const buffered = await bufferBody(res, maxBytes);
+      let buffered: Awaited<ReturnType<typeof bufferBody>>;
+      try {
+        buffered = await bufferBody(res, maxBytes);
+      } catch (err) {
+        // The body failed mid-read: treat it like a handler failure.
+        await release(recordKey, token, tx);
+        throw err;
+      }
       if ('overflow' in buffered) {
         metrics?.notStored.inc({ reason: 'too_large' });
         log.warn(

@@ -7,6 +7,7 @@ import { Hono } from 'hono';
 import { Registry } from 'prom-client';
 import { type IdempotencyVariables, idempotency } from '../../src/adapters/hono/idempotency.js';
 import { createIdempotency, type IdempotencyOptions } from '../../src/idempotency/engine.js';
+import { requestFingerprint } from '../../src/idempotency/fingerprint.js';
 import { redisIdempotencyStore } from '../../src/idempotency/redis-store.js';
 import { createRedis, type RedisClient, waitForRedis } from '../../src/stores/redis/client.js';
 import { dropPrefix, REDIS_URL, testPrefix, testRedis } from '../helpers/stores.js';
@@ -209,6 +210,55 @@ describe('idempotency semantics (Redis store, several instances in one process)'
     assert.equal(r2.headers.get('idempotency-replayed'), 'true');
     assert.equal(await r2.text(), await r1.text());
     assert.equal(waiting.runs.count, 0);
+  });
+
+  test('an abandoned claim is taken over after its lease (metric), and the old token can no longer complete', async () => {
+    const redis = createRedis(REDIS_URL);
+    clients.push(redis);
+    await waitForRedis(redis);
+    const store = redisIdempotencyStore({ redis, prefix });
+    const registry = new Registry();
+    const engine = createIdempotency({ store, registry, leaseMs: 300, renewEveryMs: 100 });
+    const app = new Hono<{ Variables: IdempotencyVariables }>();
+    let calls = 0;
+    app.post('/t', idempotency(engine, { scope: () => 'tenant-1' }), (c) => {
+      calls++;
+      return c.json({ calls }, 201);
+    });
+    const key = randomUUID();
+    const req = (body: string) =>
+      app.request('/t', {
+        method: 'POST',
+        headers: { 'idempotency-key': `"${key}"`, 'content-type': 'application/json' },
+        body,
+      });
+    // A "dead" owner: claims with the fingerprint of the request below, then never renews or completes.
+    const recordKey = `${'tenant-1'.length}:tenant-1|${key}`;
+    const fp = requestFingerprint({
+      method: 'POST',
+      route: '/t',
+      body: '{"a":1}',
+      contentType: 'application/json',
+    });
+    assert.equal((await store.claim(recordKey, fp, 'dead-owner', 300, 60_000)).kind, 'claimed');
+    assert.equal((await req('{"a":1}')).status, 409);
+    assert.equal((await req('{"a":2}')).status, 422, 'the fingerprint still binds the key during flight');
+    await new Promise((r) => setTimeout(r, 400));
+    const res = await req('{ "a": 1 }');
+    assert.equal(res.status, 201);
+    assert.equal(calls, 1);
+    const takeovers = await registry.getSingleMetric('shoal_idempotency_lease_takeovers_total')?.get();
+    assert.equal(takeovers?.values[0]?.value, 1);
+    const stale = await store.complete(
+      recordKey,
+      'dead-owner',
+      { kind: 'store', response: { status: 200, headers: [], body: new Uint8Array([1]) } },
+      60_000,
+    );
+    assert.equal(stale, false, 'a stale owner cannot overwrite');
+    const replay = await req('{"a":1}');
+    assert.equal(replay.headers.get('idempotency-replayed'), 'true');
+    assert.equal(await replay.text(), '{"calls":1}');
   });
 
   test('a handler that throws releases the key, so the retry runs', async () => {
