@@ -17,7 +17,6 @@ export default defineFleet({
       drainDelay: '1s',
       maxBodySize: '1mb',
       env: {
-        SHOAL_SERVICE: 'orders',
         LOG_LEVEL: 'info',
         // Demo token; set your own in production (at least 16 characters).
         SHOAL_ADMIN_TOKEN: process.env.SHOAL_ADMIN_TOKEN ?? 'orders-demo-admin-token',
