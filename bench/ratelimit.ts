@@ -127,7 +127,9 @@ async function main() {
         await measure(op, c, 100); // warm-up
         const s = await measure(op, c, ROUND_MS);
         const id = `${name}_c${c}`;
-        (samples[id] ??= []).push(s);
+        const list = samples[id] ?? [];
+        list.push(s);
+        samples[id] = list;
         console.log(
           JSON.stringify({ measurement: 'throughput', variant: name, concurrency: c, round, ...s }),
         );
