@@ -27,6 +27,8 @@ await runMain(async () => {
     registry: runtime.metrics.registry,
     logger: runtime.log,
     replicas: runtime.config.replicas,
+    // Separate fleets sharing one Redis (tests, staging next to dev) keep separate counters.
+    prefix: env.ORDERS_KEY_PREFIX ?? 'orders:rl:',
     ip: limits.ip,
     identity: limits.identity,
     writes: { context: 'orders-write', limit: limits.writes },
