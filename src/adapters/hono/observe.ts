@@ -146,13 +146,34 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     });
 
   return function shoalObserve(c, next) {
-    const requestId = acceptRequestId(c.req.header('x-request-id'));
+    const requestId = acceptRequestId(incomingRequestId(c));
     if (tracing) return traced(c, next, requestId, tracing);
     return run(c, next, requestId, { request_id: requestId }).then(noop);
   };
 }
 
 function noop(): void {}
+
+/**
+ * The raw `X-Request-Id` value. On @hono/node-server it is read from Node's raw header list, which
+ * avoids building a header object for every request just to look up one name.
+ */
+function incomingRequestId(c: Context<ObserveEnv>): string | undefined {
+  const raw = (c.env as { incoming?: { rawHeaders?: string[] } } | undefined)?.incoming?.rawHeaders;
+  if (!Array.isArray(raw)) return c.req.header('x-request-id');
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    // Several X-Request-Id headers would be ambiguous: treat them as none.
+    if (name.length === 12 && name.toLowerCase() === 'x-request-id') {
+      for (let j = i + 2; j < raw.length; j += 2) {
+        const other = raw[j] as string;
+        if (other.length === 12 && other.toLowerCase() === 'x-request-id') return undefined;
+      }
+      return raw[i + 1];
+    }
+  }
+  return undefined;
+}
 
 /**
  * `GET /metrics` handler: the registry in Prometheus text format.
