@@ -295,7 +295,7 @@ export function createHealth(options: HealthOptions): Health {
       histogram = undefined;
     },
     markStarted() {
-      if (!started) log.info({ instance_id: options.instanceId }, 'startup complete');
+      if (!started) log.info({}, 'startup complete');
       started = true;
     },
     setDraining() {

@@ -125,6 +125,6 @@ export async function serve(app: Hono, runtime: ShoalRuntime, options: ServeOpti
   health.start();
   if (options.markStarted ?? true) health.markStarted();
   if (options.signals ?? true) shutdown.listen();
-  log.info({ port: bound, host, instance_id: runtime.instanceId }, 'listening');
+  log.info({ port: bound, host }, 'listening');
   return { server, port: bound };
 }
