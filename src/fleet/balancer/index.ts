@@ -207,7 +207,12 @@ export function createBalancer(opts: BalancerOptions): Balancer {
     },
 
     waitReady(id, timeoutMs) {
-      const b = get(id);
+      let b: BackendState;
+      try {
+        b = get(id);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       if (b.state === 'ready') return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const w = {

@@ -227,7 +227,8 @@ export function parseRequestHead(
       }
     }
   }
-  h.close = !keepAlive;
+  // HTTP/1.0 keep-alive is an opt-in extension with its own pitfalls; one request per connection.
+  h.close = !keepAlive || h.minor === 0;
   if (extraDrop) {
     // Fields the client declared hop-by-hop in Connection are for this hop only.
     const names = new Set(extraDrop);
