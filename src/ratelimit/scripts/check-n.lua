@@ -115,8 +115,12 @@ for i = 1, n do
       local est = counts[0] * (1 - frac)
       for k = 1, B do est = est + counts[k] end
       if est + c <= L then ok = 1 else ok = 0 end
-      retry = sub_retry(counts, L, S, frac, c)
-      retry1 = sub_retry(counts, L, S, frac, 1)
+      if ok == 1 then
+        retry, retry1 = 0, 0
+      else
+        retry = sub_retry(counts, L, S, frac, c)
+        retry1 = sub_retry(counts, L, S, frac, 1)
+      end
       stamp = j
       if ok == 1 then
         counts[B] = counts[B] + c
