@@ -362,6 +362,39 @@ describe('balancer: retries on connection failure', () => {
   });
 });
 
+describe('balancer: client disconnects', () => {
+  test('a client that disconnects aborts the upstream request', async () => {
+    const a = await startBackend('a');
+    let arrived: () => void = () => {};
+    const arrivedP = new Promise<void>((r) => {
+      arrived = r;
+    });
+    let upstreamClosed: () => void = () => {};
+    const closedP = new Promise<void>((r) => {
+      upstreamClosed = r;
+    });
+    a.route = (req, res) => {
+      if (req.url !== '/hang') return false;
+      arrived();
+      res.on('close', () => upstreamClosed());
+      return true;
+    };
+    const { port, lb } = await startBalancer([a]);
+    const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
+    req.on('error', () => {});
+    await arrivedP;
+    assert.equal(lb.stats()[0]?.inFlight, 1);
+    req.destroy();
+    await Promise.race([
+      closedP,
+      sleep(3000).then(() => {
+        throw new Error('upstream request was not aborted');
+      }),
+    ]);
+    await until(() => lb.stats()[0]?.inFlight === 0, 2000, 'inFlight back to 0');
+  });
+});
+
 describe('balancer: drain', () => {
   test('drainBackend resolves only after in-flight requests finish and routes nothing new', async () => {
     const [a, b] = await Promise.all(['a', 'b'].map(startBackend));

@@ -34,7 +34,14 @@ enum Phase {
 const COALESCE_BYTES = 16 * 1024;
 
 /** Write a latin1 head and `body[start, end)` with a single write when small. */
-function writeHead(sock: Socket, head: string, body: Buffer, start: number, end: number): boolean {
+function writeHead(
+  sock: Socket,
+  head: string,
+  body: Buffer,
+  start: number,
+  end: number,
+  copy: boolean,
+): boolean {
   const n = end - start;
   if (n <= 0) return sock.write(head, 'latin1');
   if (n <= COALESCE_BYTES) {
@@ -43,9 +50,10 @@ function writeHead(sock: Socket, head: string, body: Buffer, start: number, end:
     body.copy(out, head.length, start, end);
     return sock.write(out);
   }
+  const part = start === 0 && end === body.length ? body : body.subarray(start, end);
   sock.cork();
   sock.write(head, 'latin1');
-  const ok = sock.write(start === 0 && end === body.length ? body : body.subarray(start, end));
+  const ok = sock.write(copy ? Buffer.from(part) : part);
   sock.uncork();
   return ok;
 }
@@ -214,7 +222,7 @@ export class ClientConnection implements UpstreamOwner {
     this.resStarted = false;
     this.resHead = null;
     this.sentAt = core.now;
-    const up = acquire(b, this);
+    const up = acquire(b, this, core.readBuffer);
     this.up = up;
     const head = this.req.upstream;
     if (buf === null) {
@@ -252,7 +260,7 @@ export class ClientConnection implements UpstreamOwner {
       if (this.keptBytes <= core.s.retryBodyBytes) kept.push(buf.subarray(off, off + n));
       else this.kept = null;
     }
-    if (!writeHead(up.sock, head, buf, off, off + n)) {
+    if (!writeHead(up.sock, head, buf, off, off + n, false)) {
       this.waitUpDrain = true;
       this.sock.pause();
     }
@@ -317,6 +325,10 @@ export class ClientConnection implements UpstreamOwner {
       // Upgraded protocols (WebSocket) have their own close handshake; a TCP half-close ends both.
       this.tunnel?.end();
       this.sock.end();
+    } else if (this.phase === Phase.Body || this.phase === Phase.Await) {
+      // EOF while a request is open means the client gave up (as common proxies read it): stop
+      // the replica's work instead of finishing a response nobody will read.
+      this.breakBoth();
     }
   }
 
@@ -345,7 +357,9 @@ export class ClientConnection implements UpstreamOwner {
   }
 
   private headData(d: Buffer): void {
-    let buf = this.resHead === null ? d : Buffer.concat([this.resHead, d]);
+    // `d` is a view of the shared read buffer; a concatenation is our own copy.
+    const owned = this.resHead !== null;
+    let buf = owned ? Buffer.concat([this.resHead!, d]) : d;
     for (;;) {
       const idx = buf.indexOf(HEAD_END);
       if (idx === -1) {
@@ -353,7 +367,7 @@ export class ClientConnection implements UpstreamOwner {
           this.failUpstream('bad-gateway', 'response head too large');
           return;
         }
-        this.resHead = buf;
+        this.resHead = owned ? buf : Buffer.from(buf);
         return;
       }
       this.resHead = null;
@@ -374,7 +388,7 @@ export class ClientConnection implements UpstreamOwner {
       const off = idx + 4;
       if (res.status < 200) {
         // Interim response (100 Continue, 103 Early Hints): pass through as is, keep reading.
-        this.sock.write(buf.subarray(0, off));
+        this.sock.write(Buffer.from(buf.subarray(0, off)));
         if (off >= buf.length) return;
         buf = buf.subarray(off);
         continue;
@@ -386,7 +400,7 @@ export class ClientConnection implements UpstreamOwner {
         this.breakBoth();
         return;
       }
-      if (!writeHead(this.sock, res.client, buf, off, off + n)) {
+      if (!writeHead(this.sock, res.client, buf, off, off + n, true)) {
         this.waitClientDrain = true;
         this.up?.sock.pause();
       }
@@ -403,7 +417,8 @@ export class ClientConnection implements UpstreamOwner {
       return;
     }
     if (n > 0) {
-      const part = off === 0 && n === buf.length ? buf : buf.subarray(off, off + n);
+      // `buf` is the shared upstream read buffer: the socket may keep what it could not send yet.
+      const part = Buffer.from(buf.subarray(off, off + n));
       if (!this.sock.write(part)) {
         this.waitClientDrain = true;
         this.up?.sock.pause();

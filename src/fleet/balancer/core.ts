@@ -49,6 +49,8 @@ export class BalancerCore {
    * of a timer per socket: re-arming socket timers on every request was measurable overhead.
    */
   now = Date.now();
+  /** Read buffer shared by all upstream sockets (see UpstreamOwner.onUpstreamData). */
+  readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(s: CoreSettings, backends: BackendSet) {
