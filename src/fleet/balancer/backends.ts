@@ -36,6 +36,8 @@ export class BackendState {
   upgraded = 0;
   removed = false;
   checking = false;
+  /** Consecutive failed active checks. */
+  healthFailures = 0;
   lastHealthError = '';
   readonly idle: UpstreamConn[] = [];
   readonly readyWaiters: Waiter[] = [];

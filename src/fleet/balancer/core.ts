@@ -21,6 +21,8 @@ export interface BalancerEvent {
 export interface CoreSettings {
   service: string;
   strategy: Strategy;
+  /** Consecutive failed checks that take a ready backend out. */
+  unhealthyThreshold: number;
   stickyCookie: string;
   maxBodyBytes: number;
   maxHeaderBytes: number;
@@ -88,10 +90,14 @@ export class BalancerCore {
     if (b.removed) return;
     b.lastHealthError = ok ? '' : reason;
     if (ok) {
+      b.healthFailures = 0;
       if (b.state === 'starting' || b.state === 'unready' || b.state === 'ejected') this.setState(b, 'ready');
-    } else if (b.state === 'ready') {
-      this.setState(b, 'unready', reason);
+      return;
     }
+    b.healthFailures++;
+    // One slow check on a loaded machine must not take every replica out at once.
+    if (b.state === 'ready' && b.healthFailures >= this.s.unhealthyThreshold)
+      this.setState(b, 'unready', reason);
   }
 
   /** Passive ejection after a connection failure; the next passing health check re-admits. */

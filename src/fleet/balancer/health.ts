@@ -21,12 +21,13 @@ export class HealthChecker {
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
 
-  constructor(core: BalancerCore, path: string, intervalMs: number) {
+  constructor(core: BalancerCore, path: string, intervalMs: number, timeoutMs: number) {
     this.core = core;
     this.path = path;
     this.intervalMs = intervalMs;
-    // A check slower than the interval counts as failed, or a hung replica would stay "ready".
-    this.timeoutMs = Math.max(50, Math.min(intervalMs, 2000));
+    // A hung replica must eventually fail its check; checks never overlap, so a timeout longer
+    // than the interval only skips ticks.
+    this.timeoutMs = timeoutMs;
   }
 
   start(): void {

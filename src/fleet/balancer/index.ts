@@ -55,6 +55,10 @@ export interface BalancerOptions {
   healthPath?: string;
   /** Active health check period. Default 1000 ms. */
   healthIntervalMs?: number;
+  /** A check without an answer within this long fails. Default 2000 ms. */
+  healthTimeoutMs?: number;
+  /** Consecutive failed checks that take a ready replica out of rotation. Default 2. */
+  unhealthyThreshold?: number;
   /** No response head from a replica within this long -> 504. Default 60 s. */
   responseTimeoutMs?: number;
   /** Idle keep-alive connections to a replica are closed after this long. Default 4 s. */
@@ -115,6 +119,7 @@ export function createBalancer(opts: BalancerOptions): Balancer {
     {
       service: opts.service,
       strategy: opts.strategy ?? 'least-outstanding',
+      unhealthyThreshold: Math.max(1, opts.unhealthyThreshold ?? 2),
       stickyCookie: opts.stickyCookie ?? 'shoal_sticky',
       maxBodyBytes: opts.maxBodyBytes ?? 1024 * 1024,
       maxHeaderBytes: opts.maxHeaderBytes ?? 64 * 1024,
@@ -130,7 +135,12 @@ export function createBalancer(opts: BalancerOptions): Balancer {
     },
     backends,
   );
-  const health = new HealthChecker(core, opts.healthPath ?? '/health/ready', opts.healthIntervalMs ?? 1000);
+  const health = new HealthChecker(
+    core,
+    opts.healthPath ?? '/health/ready',
+    opts.healthIntervalMs ?? 1000,
+    opts.healthTimeoutMs ?? 2000,
+  );
   let server: Server | null = null;
 
   const get = (id: string): BackendState => {
