@@ -6,6 +6,16 @@
  * import { defineFleet } from 'shoal/fleet';
  * export default defineFleet({ services: { api: { command: 'node dist/server.js', replicas: 3, port: 8080 } } });
  */
+
+export {
+  type Backend,
+  type BackendStats,
+  type Balancer,
+  type BalancerEvent,
+  type BalancerOptions,
+  createBalancer,
+  type Strategy,
+} from './balancer/index.js';
 export {
   type FleetControl,
   type FleetStateFile,
