@@ -8,7 +8,6 @@
 export type ShoalErrorCode =
   // configuration and startup
   | 'config.invalid'
-  | 'config.memory_store_replicated'
   // stores
   | 'store.unavailable'
   | 'store.timeout'
