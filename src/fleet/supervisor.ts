@@ -9,9 +9,9 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { ShoalError } from '../errors.js';
+import { freePort } from '../util/net.js';
 import type { Balancer } from './balancer/index.js';
 import type { LogSink } from './logs.js';
 import type { ServiceModel } from './model.js';
@@ -89,16 +89,7 @@ export class PortAllocator {
    */
   async allocate(): Promise<number> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const port = await new Promise<number>((res, rej) => {
-        const srv = createServer();
-        srv.unref();
-        srv.once('error', rej);
-        srv.listen(0, '127.0.0.1', () => {
-          const addr = srv.address();
-          const p = typeof addr === 'object' && addr ? addr.port : 0;
-          srv.close(() => res(p));
-        });
-      });
+      const port = await freePort();
       if (port > 0 && !this.used.has(port)) {
         this.used.add(port);
         return port;

@@ -22,12 +22,12 @@ import {
   readFileSync,
   rmSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ShoalError } from '../errors.js';
+import { freePort } from '../util/net.js';
 import { createRedis } from './redis/client.js';
 import { parseRedisUrl } from './redis/url.js';
 
@@ -179,19 +179,6 @@ async function pingPostgres(url: string, timeoutMs: number): Promise<void> {
   } finally {
     await client.end().catch(() => {});
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function isExecutable(path: string): boolean {
