@@ -88,6 +88,16 @@ export interface KeyState {
 
 class DeadlineExceeded extends Error {}
 
+/** Replies about the server's state, not about the script: these mean "Redis unavailable". */
+const SERVER_STATE =
+  /^(NOSCRIPT|BUSY|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
+
+/** The ioredis Buffer-reply variants of EVAL/EVALSHA (present at runtime, not in its typings). */
+interface BufferEval {
+  evalshaBuffer(args: (string | number | Buffer)[]): Promise<Buffer>;
+  evalBuffer(args: (string | number | Buffer)[]): Promise<Buffer>;
+}
+
 /**
  * How long a state key must outlive its last write. Static per limit, so the script never turns
  * numbers into text (slow inside Redis): a GCRA key is useless once its TAT has passed, which is
@@ -385,43 +395,74 @@ export class RateLimiter {
     });
   }
 
-  #args(entries: Entry[], charge: boolean): (string | number)[] {
-    const args: (string | number)[] = [charge ? '1' : '0'];
-    for (const e of entries) {
-      args.push(
-        ALG_CODE[e.def.algorithm],
-        e.requests,
-        e.windowMs,
-        e.burst,
-        e.cost,
-        e.mode === 'shadow' ? '1' : '0',
-        stateTtlMs(e),
-      );
+  /**
+   * One EVALSHA of check-n with binary arguments and a binary reply (see the script header):
+   * packing costs next to nothing on either side, while every extra argument or reply value
+   * costs Redis and the client parser real time.
+   */
+  async #run(entries: Entry[], charge: boolean): Promise<{ allowed: boolean; verdicts: Verdict[] }> {
+    const n = entries.length;
+    const cfg = Buffer.allocUnsafe(1 + 34 * n);
+    cfg[0] = charge ? 1 : 0;
+    const argv: (string | number | Buffer)[] = new Array(3 + 2 * n);
+    argv[0] = this.#check.sha;
+    argv[1] = n;
+    argv[2 + n] = cfg;
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      const o = 1 + 34 * i;
+      cfg[o] = ALG_CODE[e.def.algorithm];
+      cfg.writeDoubleLE(e.requests, o + 1);
+      cfg.writeDoubleLE(e.windowMs, o + 9);
+      cfg.writeDoubleLE(e.burst, o + 17);
+      cfg.writeDoubleLE(e.cost, o + 25);
+      cfg[o + 33] = e.mode === 'shadow' ? 1 : 0;
+      argv[2 + i] = e.key;
+      argv[3 + n + i] = stateTtlMs(e);
     }
-    return args;
+    const raw = await this.#evalBuffer(argv);
+    if (raw.length !== 8 * (3 + 6 * n)) {
+      throw new ShoalError('store.script_failed', `Lua script ${this.#check.name}: unexpected reply`);
+    }
+    const at = raw.readDoubleLE(16);
+    const verdicts: Verdict[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const b = 24 + i * 48;
+      verdicts[i] = {
+        at,
+        ok: raw.readDoubleLE(b) === 1,
+        remaining: raw.readDoubleLE(b + 8),
+        resetMs: raw.readDoubleLE(b + 16),
+        retryMs: raw.readDoubleLE(b + 24),
+        retry1Ms: raw.readDoubleLE(b + 32),
+        stamp: raw.readDoubleLE(b + 40),
+      };
+    }
+    return { allowed: raw.readDoubleLE(0) === 1, verdicts };
   }
 
-  async #run(entries: Entry[], charge: boolean): Promise<{ allowed: boolean; verdicts: Verdict[] }> {
-    const raw = await runScript<number[]>(
-      this.#redis,
-      this.#check,
-      entries.map((e) => e.key),
-      this.#args(entries, charge),
-    );
-    const verdicts: Verdict[] = [];
-    for (let i = 0; i < entries.length; i++) {
-      const b = 3 + i * 6;
-      verdicts.push({
-        at: raw[2],
-        ok: raw[b] === 1,
-        remaining: raw[b + 1]!,
-        resetMs: raw[b + 2]!,
-        retryMs: raw[b + 3]!,
-        retry1Ms: raw[b + 4]!,
-        stamp: raw[b + 5]!,
-      });
+  /** EVALSHA with a Buffer reply; on NOSCRIPT send the source once (which caches it). */
+  async #evalBuffer(argv: (string | number | Buffer)[]): Promise<Buffer> {
+    const redis = this.#redis as unknown as BufferEval;
+    try {
+      return await redis.evalshaBuffer(argv);
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw this.#scriptFailed(err);
     }
-    return { allowed: raw[0] === 1, verdicts };
+    try {
+      return await redis.evalBuffer([this.#check.source, ...argv.slice(1)]);
+    } catch (err) {
+      throw this.#scriptFailed(err);
+    }
+  }
+
+  #scriptFailed(err: unknown): unknown {
+    // Lua errors are bugs and get a stable code; connection and server-state errors pass through.
+    if (!(err instanceof Error) || err.name !== 'ReplyError' || SERVER_STATE.test(err.message)) return err;
+    return new ShoalError('store.script_failed', `Lua script ${this.#check.name} failed: ${err.message}`, {
+      cause: err,
+      detail: { script: this.#check.name, sha: this.#check.sha },
+    });
   }
 
   /**
