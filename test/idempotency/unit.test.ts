@@ -62,3 +62,31 @@ test('fingerprint: method, route and canonical body', () => {
     requestFingerprint({ ...base, body: '{ "a" : 1 }' }),
   );
 });
+
+test('canonical JSON: the JSON.parse fast path and the careful parser agree byte for byte', () => {
+  // Excluding a path that never occurs forces the careful parser without changing the tree.
+  const careful = (t: string) => canonicalJson(t, { exclude: ['\u0000never'] });
+  const deep = (n: number) => `${'['.repeat(n)}1${']'.repeat(n)}`;
+  const inputs = [
+    '{"b":1,"a":[1.0,"x",{"z":null,"y":true,"w":false}]}',
+    '[-0, 0.1, 1e21, 1E+2, 1.5e-7, 123456789012345, 0.000001, 1e-7, -12.50]',
+    '[1e400, -1e400]',
+    '[12345678901234567890, 1234567890.123456]',
+    '{"s":"digits 12345678901234567 inside a string","n":3}',
+    '{"__proto__":{"x":1},"constructor":2,"a":"\\u00e9\\ud800\\n\\"q\\""}',
+    '{"a":1,"a":{"c":2,"b":1}}',
+    '{"\u00e9":1,"e":2,"E":3,"":4,"10":5,"9":6}',
+    '  [ ] ',
+    '{}',
+    '"just a string"',
+    'true',
+    deep(256),
+    deep(257),
+    '[1,]',
+    '{"a":01}',
+  ];
+  for (const t of inputs) assert.equal(canonicalJson(t), careful(t), t.slice(0, 40));
+  assert.equal(canonicalJson(deep(257)), undefined);
+  assert.notEqual(canonicalJson('[1e400]'), canonicalJson('[2e400]'));
+  assert.equal(canonicalJson('[-0, 1E+2, 1.50]'), '[0,100,1.5]');
+});
