@@ -119,34 +119,73 @@ function scopedKey(scope: string, key: string): string {
 }
 
 const encoder = new TextEncoder();
+// What @hono/node-server's lightweight Response writes when it holds a body but no headers.
+const NODE_SERVER_DEFAULT_TYPE = 'text/plain; charset=UTF-8';
+
+/** A response whose status, body and headers are held in memory. */
+interface HeldResponse {
+  body: Uint8Array;
+  /** Every header, lower-case names. */
+  headers: [string, string][];
+}
 
 /**
- * The body of a response that already holds it in memory, without turning it into a stream.
+ * Body and headers of a response that already holds them in memory, without turning it into a
+ * stream or its header record into a `Headers` object.
  * Why: @hono/node-server's lightweight Response keeps `[status, body, headers]` under a private
- * symbol and only builds a real (stream-backed) Response when `.body` is touched; reading the
- * cached string or bytes saves that and lets the original response go out untouched. Any other
- * shape returns undefined and takes the generic path, so this is a speed-up, never a dependency.
+ * symbol and only builds a real (stream-backed) Response when `.body` is touched; touching
+ * `.headers` converts a plain header record into `Headers`, which also moves the write of the
+ * response off the server's fast path. Reading the cache directly lets the original response go
+ * out untouched. Any other shape returns undefined and takes the generic path, so this is a
+ * speed-up, never a dependency.
  */
-function inMemoryBody(res: Response): Uint8Array | undefined {
-  for (const sym of Object.getOwnPropertySymbols(res)) {
-    if (sym.description !== 'cache') continue;
-    const cache = (res as unknown as Record<symbol, unknown>)[sym];
-    if (!Array.isArray(cache)) return undefined;
-    const body = cache[1];
-    if (typeof body === 'string') return encoder.encode(body);
-    if (body instanceof Uint8Array) return body;
-    if (body === null) return new Uint8Array(0);
-    return undefined;
+function heldResponse(res: Response, cacheSymbol: { sym?: symbol }): HeldResponse | undefined {
+  let sym = cacheSymbol.sym;
+  if (sym === undefined || !Object.hasOwn(res, sym)) {
+    sym = undefined;
+    for (const s of Object.getOwnPropertySymbols(res)) {
+      if (s.description === 'cache') {
+        sym = s;
+        cacheSymbol.sym = s;
+        break;
+      }
+    }
+    if (sym === undefined) return undefined;
   }
-  return undefined;
+  const cache = (res as unknown as Record<symbol, unknown>)[sym];
+  if (!Array.isArray(cache)) return undefined;
+  const raw = cache[1];
+  let body: Uint8Array;
+  if (typeof raw === 'string') body = encoder.encode(raw);
+  else if (raw instanceof Uint8Array) body = raw;
+  else if (raw === null) body = new Uint8Array(0);
+  else return undefined;
+  const init = cache[2];
+  const headers: [string, string][] = [];
+  if (init === undefined || init === null) {
+    if (raw !== null) headers.push(['content-type', NODE_SERVER_DEFAULT_TYPE]);
+  } else if (init instanceof Headers) {
+    init.forEach((value, name) => {
+      headers.push([name, value]);
+    });
+  } else if (typeof init === 'object' && !Array.isArray(init)) {
+    const seen = new Set<string>();
+    for (const name in init as Record<string, unknown>) {
+      const value = (init as Record<string, unknown>)[name];
+      const lower = name.toLowerCase();
+      // Values that Headers would join or coerce: let the generic path decide.
+      if (typeof value !== 'string' || seen.has(lower)) return undefined;
+      seen.add(lower);
+      headers.push([lower, value]);
+    }
+  } else return undefined;
+  return { body, headers };
 }
 
 async function bufferBody(
   res: Response,
   max: number,
-): Promise<{ body: Uint8Array; same?: boolean } | { overflow: Response; seen: number }> {
-  const held = inMemoryBody(res);
-  if (held !== undefined && held.byteLength <= max) return { body: held, same: true };
+): Promise<{ body: Uint8Array } | { overflow: Response; seen: number }> {
   if (!res.body) return { body: new Uint8Array(0) };
   const declared = Number(res.headers.get('content-length') ?? Number.NaN);
   if (declared > max) return { overflow: res, seen: declared };
@@ -240,27 +279,93 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
     ? idempotencyMetrics(options.registry)
     : undefined;
   const label = { store: store.name };
+  const cacheSymbol: { sym?: symbol } = {};
 
-  async function timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  // Label objects built once: the histogram hashes them on every observation anyway.
+  const opLabels: Record<string, { store: string; op: string }> = {};
+  const labelsOf = (op: string) => (opLabels[op] ??= { store: store.name, op });
+
+  // A hand-rolled race: one promise and one timer per store call (Promise.race would add two more).
+  function timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
     const start = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        fn(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new ShoalError('store.timeout', `idempotency store ${op} exceeded ${storeTimeoutMs} ms`),
-              ),
-            storeTimeoutMs,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      metrics?.storeLatency.observe({ store: store.name, op }, (performance.now() - start) / 1000);
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        metrics?.storeLatency.observe(labelsOf(op), (performance.now() - start) / 1000);
+        reject(new ShoalError('store.timeout', `idempotency store ${op} exceeded ${storeTimeoutMs} ms`));
+      }, storeTimeoutMs);
+      const finish = (ok: boolean, value: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        metrics?.storeLatency.observe(labelsOf(op), (performance.now() - start) / 1000);
+        if (ok) resolve(value as T);
+        else reject(value);
+      };
+      let p: Promise<T>;
+      try {
+        p = fn();
+      } catch (err) {
+        finish(false, err);
+        return;
+      }
+      p.then(
+        (v) => finish(true, v),
+        (err) => finish(false, err),
+      );
+    });
+  }
+
+  // Lease renewal for every running handler, driven by one timer owned by this engine instead of
+  // one interval per request. All leases share one period, so insertion order is due order: the
+  // head of `running` is always the next renewal, and a finished request is a Set delete.
+  interface Running {
+    recordKey: string;
+    token: string;
+    key: string;
+    due: number;
+    lost: boolean;
+  }
+  const running = new Set<Running>();
+  let renewTimer: NodeJS.Timeout | undefined;
+
+  function armRenewals(): void {
+    const head = running.values().next();
+    if (head.done) {
+      renewTimer = undefined;
+      return;
     }
+    renewTimer = setTimeout(renewDue, Math.max(0, head.value.due - performance.now()));
+    renewTimer.unref();
+  }
+
+  function renewDue(): void {
+    const now = performance.now();
+    for (const run of running) {
+      if (run.due > now) break;
+      // Re-inserting moves the entry to the tail, keeping the set in due order.
+      running.delete(run);
+      run.due = now + renewEveryMs;
+      running.add(run);
+      timed('renew', () => store.renew(run.recordKey, run.token, leaseMs)).then(
+        (ok) => {
+          if (!ok && !run.lost) {
+            run.lost = true;
+            running.delete(run);
+            log.warn({ key: run.key }, 'idempotency lease lost while the handler ran');
+          }
+        },
+        (err) => log.warn({ key: run.key, err: (err as Error).message }, 'idempotency lease renewal failed'),
+      );
+    }
+    armRenewals();
+  }
+
+  function startRenewing(run: Running): void {
+    running.add(run);
+    if (renewTimer === undefined) armRenewals();
   }
 
   function storeFailed(op: string, err: unknown, failOpen: boolean): void {
@@ -407,36 +512,24 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
       log.info({ key }, 'idempotency lease expired; this instance took the key over');
     }
     let tx: Promise<Tx> | undefined;
-    let lost = false;
+    const run: Running = { recordKey, token, key, due: performance.now() + renewEveryMs, lost: false };
     const ctx: IdempotencyContext<Tx> = {
       key,
       protected: true,
       tx: () => (tx ??= begin()),
-      leaseLost: () => lost,
+      leaseLost: () => run.lost,
     };
-    const renewer = setInterval(() => {
-      timed('renew', () => store.renew(recordKey, token, leaseMs)).then(
-        (ok) => {
-          if (!ok && !lost) {
-            lost = true;
-            clearInterval(renewer);
-            log.warn({ key }, 'idempotency lease lost while the handler ran');
-          }
-        },
-        (err) => log.warn({ key, err: (err as Error).message }, 'idempotency lease renewal failed'),
-      );
-    }, renewEveryMs);
-    renewer.unref();
+    startRenewing(run);
 
     let res: Response;
     try {
       res = await handler(ctx);
     } catch (err) {
-      clearInterval(renewer);
+      running.delete(run);
       await release(recordKey, token, tx);
       throw err;
     }
-    clearInterval(renewer);
+    running.delete(run);
 
     if (!storeStatus(res.status)) {
       metrics?.notStored.inc({ reason: 'status' });
@@ -445,11 +538,21 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
     }
     let completion: Completion;
     let out: Response;
-    const type = (res.headers.get('content-type') ?? '').toLowerCase();
+    const held = heldResponse(res, cacheSymbol);
+    let type = '';
+    if (held) {
+      for (const [name, value] of held.headers) if (name === 'content-type') type = value.toLowerCase();
+    } else type = (res.headers.get('content-type') ?? '').toLowerCase();
     if (streaming.some((t) => type.startsWith(t))) {
       metrics?.notStored.inc({ reason: 'streaming' });
       log.info({ key, status: res.status }, 'idempotency: streamed response is not kept; retries get 409');
       completion = { kind: 'unreplayable', status: res.status };
+      out = res;
+    } else if (held && held.body.byteLength <= maxBytes) {
+      // Already in memory: keep it and send the original response as it is.
+      const headers: [string, string][] = [];
+      for (const h of held.headers) if (allowed.has(h[0])) headers.push(h);
+      completion = { kind: 'store', response: { status: res.status, headers, body: held.body } };
       out = res;
     } else {
       let buffered: Awaited<ReturnType<typeof bufferBody>>;
@@ -474,13 +577,11 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
           if (allowed.has(name)) headers.push([name, value]);
         });
         completion = { kind: 'store', response: { status: res.status, headers, body: buffered.body } };
-        out = buffered.same
-          ? res
-          : new Response(NULL_BODY.has(res.status) ? null : buffered.body, {
-              status: res.status,
-              statusText: res.statusText,
-              headers: res.headers,
-            });
+        out = new Response(NULL_BODY.has(res.status) ? null : buffered.body, {
+          status: res.status,
+          statusText: res.statusText,
+          headers: res.headers,
+        });
       }
     }
 
@@ -547,7 +648,14 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
             );
       }
       const key = parsed.key;
-      const [scope, body] = await Promise.all([req.scope(), req.body()]);
+      // The scope is usually computed synchronously: no Promise.all round for it then.
+      const scopeOrPromise = req.scope();
+      let scope: string;
+      let body: string | Uint8Array;
+      if (typeof scopeOrPromise === 'string') {
+        scope = scopeOrPromise;
+        body = await req.body();
+      } else [scope, body] = await Promise.all([scopeOrPromise, req.body()]);
       const fingerprint = requestFingerprint(
         { method: req.method, route: req.route, body, contentType: req.contentType },
         fields,

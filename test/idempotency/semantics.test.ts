@@ -285,4 +285,47 @@ describe('idempotency semantics (Redis store, several instances in one process)'
     assert.equal((await req()).status, 200);
     assert.equal(calls, 2);
   });
+
+  test('the lease is renewed while handlers run past it: no takeover, two overlapping requests both kept', async () => {
+    const redis = createRedis(REDIS_URL);
+    clients.push(redis);
+    await waitForRedis(redis);
+    const registry = new Registry();
+    const engine = createIdempotency({
+      store: redisIdempotencyStore({ redis, prefix }),
+      registry,
+      leaseMs: 300,
+      renewEveryMs: 100,
+    });
+    const app = new Hono<{ Variables: IdempotencyVariables }>();
+    let calls = 0;
+    const lost: boolean[] = [];
+    app.post('/slow', idempotency(engine), async (c) => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 900));
+      lost.push(c.var.idempotency.leaseLost());
+      return c.json({ done: true }, 201);
+    });
+    const keyA = k();
+    const keyB = k();
+    const req = (key: Record<string, string>) =>
+      app.request('/slow', {
+        method: 'POST',
+        headers: { ...key, 'content-type': 'application/json' },
+        body: '{}',
+      });
+    const first = req(keyA);
+    await new Promise((r) => setTimeout(r, 150));
+    const second = req(keyB);
+    // Well past both leases (300 ms) without renewal; duplicates must still find them in flight.
+    await new Promise((r) => setTimeout(r, 550));
+    assert.equal((await req(keyA)).status, 409);
+    assert.equal((await req(keyB)).status, 409);
+    assert.equal((await first).status, 201);
+    assert.equal((await second).status, 201);
+    assert.equal(calls, 2);
+    assert.deepEqual(lost, [false, false]);
+    const takeovers = await registry.getSingleMetric('shoal_idempotency_lease_takeovers_total')?.get();
+    assert.equal(takeovers?.values[0]?.value ?? 0, 0);
+  });
 });

@@ -62,9 +62,20 @@ export function idempotency<Tx = never>(
   if (!scope) {
     const resolver = createClientIp({ trustedProxies: options.trustedProxies });
     const identity = options.identity;
+    // A connection's peer never changes, so the IP scope is remembered per socket for as long as
+    // the request's X-Forwarded-For is the same (keep-alive clients resend the same one).
+    const bySocket = new WeakMap<object, { forwarded: string | undefined; scope: string }>();
     scope = (c) => {
       const who = identity?.(c);
-      return who !== undefined && who !== '' ? `id:${who}` : `ip:${clientIpOf(c, resolver)}`;
+      if (who !== undefined && who !== '') return `id:${who}`;
+      const socket = (c.env as { incoming?: { socket?: object } } | undefined)?.incoming?.socket;
+      if (socket === undefined) return `ip:${clientIpOf(c, resolver)}`;
+      const forwarded = c.req.header('x-forwarded-for');
+      const hit = bySocket.get(socket);
+      if (hit !== undefined && hit.forwarded === forwarded) return hit.scope;
+      const ip = `ip:${clientIpOf(c, resolver)}`;
+      bySocket.set(socket, { forwarded, scope: ip });
+      return ip;
     };
   }
   const scopeOf = scope;
@@ -81,10 +92,10 @@ export function idempotency<Tx = never>(
         scope: () => scopeOf(c),
         contentType,
         // Read through Hono's body cache so the handler can still call c.req.json()/text().
-        body: async () =>
+        body: () =>
           contentType !== undefined && JSON_TYPE.test(contentType)
             ? c.req.text()
-            : new Uint8Array(await c.req.arrayBuffer()),
+            : c.req.arrayBuffer().then((b) => new Uint8Array(b)),
         required,
       },
       async (ctx) => {
