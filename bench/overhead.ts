@@ -1,6 +1,6 @@
 // Cost of the observe middleware: requests/s of a Hono hello-world served by @hono/node-server with
-// observe() (request id, one JSON log line per request to a real file sink, metrics) versus the
-// same app without it. Servers run in child processes; this process only generates load
+// observe() (request id, one JSON log line per request to a real file, metrics) versus the same
+// app without it. The log file is counted at the end: one line per request served. Servers run in child processes; this process only generates load
 // (autocannon), alternating variants round by round so drift hits both equally.
 //
 //   npm run bench:overhead                      5 rounds x 5 s, 50 connections
@@ -9,6 +9,9 @@
 // One JSON line per round, then a last line with the medians and {"observed_vs_bare": ratio}.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 type Variant = 'bare' | 'observed';
@@ -19,16 +22,14 @@ async function serveVariant(variant: Variant): Promise<void> {
   const app = new Hono();
   let server: ReturnType<typeof serve> | undefined;
   if (variant === 'observed') {
-    const { pino } = await import('pino');
-    const { createLogger } = await import('../src/observe/log.js');
+    const { createLogDestination, createLogger } = await import('../src/observe/log.js');
     const { createMetrics } = await import('../src/observe/metrics.js');
     const { observe, metricsHandler } = await import('../src/adapters/hono/observe.js');
-    const sink = process.env.BENCH_LOG_FILE ?? '/dev/null';
     const logger = createLogger({
       service: 'bench',
       instanceId: 'bench-1',
-      // Buffered, asynchronous file writes: the recommended production setting for busy services.
-      destination: pino.destination({ dest: sink, sync: false, minLength: 4096 }),
+      // Batched synchronous file writes: the documented setting for busy services.
+      destination: createLogDestination({ path: process.env.SHOAL_BENCH_LOG_PATH as string }),
     });
     const metrics = createMetrics({ service: 'bench', instanceId: 'bench-1' });
     metrics.startEventLoopMonitor();
@@ -54,14 +55,19 @@ async function serveVariant(variant: Variant): Promise<void> {
   });
 }
 
-async function startChild(variant: Variant): Promise<{ child: ChildProcess; port: number }> {
+// Chosen by the parent, handed to the observed server.
+function logFile(): string {
+  return process.env.BENCH_LOG_FILE ?? join(tmpdir(), `shoal-bench-overhead-${process.pid}.ndjson`);
+}
+
+async function startChild(variant: Variant, file: string): Promise<{ child: ChildProcess; port: number }> {
   const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const child = spawn(
     process.execPath,
     [...flags, '--import', 'tsx', fileURLToPath(import.meta.url), '--serve', variant],
     {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, NODE_ENV: 'production' },
+      env: { ...process.env, NODE_ENV: 'production', SHOAL_BENCH_LOG_PATH: file },
     },
   );
   const [msg] = (await once(child, 'message')) as [{ port: number }];
@@ -110,14 +116,18 @@ async function main(): Promise<void> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+  const file = logFile();
+  rmSync(file, { force: true });
+  let observedRequests = 0;
   const servers = {
-    bare: await startChild('bare'),
-    observed: await startChild('observed'),
+    bare: await startChild('bare', file),
+    observed: await startChild('observed', file),
   };
+  let summary: Record<string, unknown> | undefined;
   try {
     // Warm both up (JIT, connection pools) before anything counts.
     await load(servers.bare.port, 2, connections);
-    await load(servers.observed.port, 2, connections);
+    observedRequests += (await load(servers.observed.port, 2, connections)).total;
     const results: Record<Variant, number[]> = { bare: [], observed: [] };
     const cpu: Record<Variant, number[]> = { bare: [], observed: [] };
     for (let round = 1; round <= rounds; round++) {
@@ -129,6 +139,7 @@ async function main(): Promise<void> {
         const cpuPerReq = (await serverCpuUs(servers[variant].child)) - cpuBefore;
         const us = r.total > 0 ? cpuPerReq / r.total : 0;
         results[variant].push(r.rps);
+        if (variant === 'observed') observedRequests += r.total;
         cpu[variant].push(us);
         console.log(
           JSON.stringify({
@@ -144,21 +155,19 @@ async function main(): Promise<void> {
     }
     const bare = median(results.bare);
     const observed = median(results.observed);
-    console.log(
-      JSON.stringify({
-        bench: 'overhead',
-        rounds,
-        seconds,
-        connections,
-        bare_rps_median: Math.round(bare),
-        observed_rps_median: Math.round(observed),
-        bare_cpu_us_per_req_median: Math.round(median(cpu.bare) * 10) / 10,
-        observed_cpu_us_per_req_median: Math.round(median(cpu.observed) * 10) / 10,
-        // Requests/s the server could do on the same CPU budget, observed relative to bare.
-        cpu_efficiency_observed_vs_bare: Math.round((median(cpu.bare) / median(cpu.observed)) * 1000) / 1000,
-        observed_vs_bare: Math.round((observed / bare) * 1000) / 1000,
-      }),
-    );
+    summary = {
+      bench: 'overhead',
+      rounds,
+      seconds,
+      connections,
+      bare_rps_median: Math.round(bare),
+      observed_rps_median: Math.round(observed),
+      bare_cpu_us_per_req_median: Math.round(median(cpu.bare) * 10) / 10,
+      observed_cpu_us_per_req_median: Math.round(median(cpu.observed) * 10) / 10,
+      // Requests/s the server could do on the same CPU budget, observed relative to bare.
+      cpu_efficiency_observed_vs_bare: Math.round((median(cpu.bare) / median(cpu.observed)) * 1000) / 1000,
+      observed_vs_bare: Math.round((observed / bare) * 1000) / 1000,
+    };
   } finally {
     // Let children exit on their own first (so --cpu-prof flags can write their profiles).
     await Promise.all(
@@ -171,6 +180,13 @@ async function main(): Promise<void> {
       }),
     );
   }
+  // The observed server flushed its log on exit: every request it answered must be in the file.
+  const logLines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"msg":"request"')).length;
+  if (!process.env.BENCH_LOG_FILE) rmSync(file, { force: true });
+  console.log(JSON.stringify({ observed_requests: observedRequests, request_log_lines: logLines }));
+  if (summary) console.log(JSON.stringify({ ...summary, request_log_lines: logLines }));
 }
 
 const serveIdx = process.argv.indexOf('--serve');

@@ -8,6 +8,7 @@
  * (a handful of short fields) therefore costs one regex test, and big objects are walked only
  * when they can hold something to hide.
  */
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { type DestinationStream, type Logger, type LoggerOptions as PinoOptions, pino } from 'pino';
 
 export type { Logger } from 'pino';
@@ -154,6 +155,11 @@ export function createRedactor(options: RedactorOptions = {}): (line: string) =>
   };
 }
 
+// Set on loggers made by createLogger: writes one finished NDJSON line to the logger's stream,
+// through the same redaction screen pino's own lines pass.
+const RAW_LINE = Symbol('shoal.log.rawLine');
+type RawLineSink = (line: string) => void;
+
 /**
  * Create the service's root logger: JSON lines with `service` and `instance_id` on every line,
  * epoch-millisecond `time`, level names, and redaction of credentials that cannot be switched off.
@@ -163,6 +169,7 @@ export function createRedactor(options: RedactorOptions = {}): (line: string) =>
  * log.info({ user: { name: 'a', apiToken: 'x' } }, 'signed in'); // apiToken is logged as "[Redacted]"
  */
 export function createLogger(opts: LoggerOptions): Logger {
+  const scrub = createRedactor({ names: opts.redact, censor: opts.censor });
   const options: PinoOptions = {
     level: opts.level ?? 'info',
     base: { service: opts.service, instance_id: opts.instanceId },
@@ -170,7 +177,159 @@ export function createLogger(opts: LoggerOptions): Logger {
     // request line; log shippers and `pino-pretty` convert it.
     timestamp: pino.stdTimeFunctions.epochTime,
     formatters: { level: (label) => ({ level: label }) },
-    hooks: { streamWrite: createRedactor({ names: opts.redact, censor: opts.censor }) },
+    hooks: { streamWrite: scrub },
   };
-  return opts.destination ? pino(options, opts.destination as DestinationStream) : pino(options);
+  const logger = opts.destination ? pino(options, opts.destination as DestinationStream) : pino(options);
+  const stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym];
+  if (stream && typeof stream.write === 'function') {
+    const sink: RawLineSink = (line) => {
+      stream.write(scrub(line));
+    };
+    Object.defineProperty(logger, RAW_LINE, { value: sink });
+  }
+  return logger;
+}
+
+/**
+ * For the request middleware: a writer of lines shaped exactly as `logger[level](fields, msg)`
+ * would write them, minus pino's generic serialisation. `fieldsJson` is the already-serialised
+ * object body starting with a comma (`,"status":200`). Undefined for loggers not made by
+ * {@link createLogger} (their format is unknown; call the logger instead).
+ *
+ * @example
+ * const write = requestLineWriter(logger);
+ * write?.('info', ',"status":200', 'request');
+ */
+export function requestLineWriter(
+  logger: Logger,
+): ((level: 'info' | 'error', fieldsJson: string, msg: string) => void) | undefined {
+  const sink = (logger as unknown as Record<symbol, RawLineSink | undefined>)[RAW_LINE];
+  if (!sink) return undefined;
+  const chindingsSym = pino.symbols.chindingsSym;
+  return (level, fieldsJson, msg) => {
+    // Checked per line: the level can change at runtime.
+    if (!logger.isLevelEnabled(level)) return;
+    // The logger's bindings (service, instance_id, and any child bindings) as pino serialised them.
+    const bindings = (logger as unknown as Record<symbol, string>)[chindingsSym] ?? '';
+    sink(`{"level":"${level}","time":${Date.now()}${bindings}${fieldsJson},"msg":${JSON.stringify(msg)}}\n`);
+  };
+}
+
+/** Options for {@link createLogDestination}. */
+export interface LogDestinationOptions {
+  /** File to append to (created if missing). Give this or `fd`. */
+  path?: string;
+  /** An open file descriptor, e.g. 1 for stdout. Not closed by `end()`. */
+  fd?: number;
+  /** Write out once this many characters are buffered; default 16384. 0 writes every line at once. */
+  bufferSize?: number;
+  /** Also write out at least this often (ms), so a quiet service's lines are not held back; default 250. */
+  flushIntervalMs?: number;
+}
+
+/** A buffered, synchronous log destination; see {@link createLogDestination}. */
+export interface LogDestination {
+  write(line: string): boolean;
+  /** Write out the buffer now (synchronously), then call `cb`. pino's `logger.flush()` calls this. */
+  flush(cb?: (err?: Error | null) => void): void;
+  flushSync(): void;
+  /** Flush, stop the timer, close the file (when opened from `path`). */
+  end(): void;
+  /** Lines dropped because the file could not be written (disk full, closed descriptor). */
+  readonly dropped: number;
+}
+
+/**
+ * A log destination that collects lines in memory and writes them with one synchronous `write(2)`
+ * per batch: when `bufferSize` characters are waiting, every `flushIntervalMs`, on
+ * `logger.flush()` (the shutdown controller calls it) and when the process exits. A batch is one
+ * system call instead of one per line, and no thread-pool round trip per write.
+ *
+ * Trade-off: lines still in the buffer are lost if the process is killed without running its exit
+ * handlers (SIGKILL, an out-of-memory abort, a signal with no handler installed): at most
+ * `bufferSize` characters or `flushIntervalMs` worth of lines. Uncaught exceptions and
+ * `process.exit()` do flush. Use `bufferSize: 0` (or the default stdout destination) when every
+ * line must be on disk before the request completes.
+ *
+ * @example
+ * const logger = createLogger({
+ *   service: 'orders',
+ *   instanceId,
+ *   destination: createLogDestination({ path: '/var/log/orders.ndjson' }),
+ * });
+ */
+export function createLogDestination(opts: LogDestinationOptions): LogDestination {
+  if ((opts.path === undefined) === (opts.fd === undefined)) {
+    throw new TypeError('createLogDestination: give exactly one of path or fd');
+  }
+  const ownFd = opts.path !== undefined;
+  const fd = opts.path !== undefined ? openSync(opts.path, 'a') : (opts.fd as number);
+  const limit = opts.bufferSize ?? 16_384;
+  let pending = '';
+  let pendingLines = 0;
+  let dropped = 0;
+  let closed = false;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+
+  const writeAll = (text: string) => {
+    const buf = Buffer.from(text, 'utf8');
+    let off = 0;
+    // Regular files take the whole batch at once; pipes and ttys may take part of it or answer
+    // EAGAIN, in which case wait a moment and go on (blocking, as a synchronous logger does).
+    while (off < buf.length) {
+      try {
+        off += writeSync(fd, buf, off);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        Atomics.wait(pause, 0, 0, 1);
+      }
+    }
+  };
+
+  const flushSync = () => {
+    if (pending === '') return;
+    const text = pending;
+    const lines = pendingLines;
+    pending = '';
+    pendingLines = 0;
+    try {
+      writeAll(text);
+    } catch {
+      // Logging never throws into request handling; the count says what was lost.
+      dropped += lines;
+    }
+  };
+
+  const timer = setInterval(flushSync, opts.flushIntervalMs ?? 250);
+  timer.unref();
+  process.on('exit', flushSync);
+
+  return {
+    write(line) {
+      if (closed) {
+        dropped++;
+        return false;
+      }
+      pending += line;
+      pendingLines++;
+      if (pending.length >= limit) flushSync();
+      return true;
+    },
+    flush(cb) {
+      flushSync();
+      cb?.(null);
+    },
+    flushSync,
+    end() {
+      if (closed) return;
+      flushSync();
+      closed = true;
+      clearInterval(timer);
+      process.removeListener('exit', flushSync);
+      if (ownFd) closeSync(fd);
+    },
+    get dropped() {
+      return dropped;
+    },
+  };
 }

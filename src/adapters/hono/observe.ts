@@ -4,7 +4,7 @@
  */
 import type { Context, Handler, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
-import type { Logger } from '../../observe/log.js';
+import { type Logger, requestLineWriter } from '../../observe/log.js';
 import type { Metrics } from '../../observe/metrics.js';
 import { acceptRequestId } from '../../observe/request-id.js';
 import type { Tracing } from '../../observe/tracing.js';
@@ -61,6 +61,20 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
   const { logger, metrics, instanceId, tracing } = opts;
   const instanceHeader = opts.instanceHeader ?? false;
   const unmatched = opts.unmatchedRoute ?? 'unmatched';
+  // Loggers from createLogger take the request line pre-serialised: same bytes, no generic
+  // object walk. Any other pino logger gets an ordinary log call.
+  const writeLine = requestLineWriter(logger);
+  // Route patterns and methods are few; their JSON forms are cached (bounded, in case an app
+  // registers routes dynamically).
+  const quotedCache = new Map<string, string>();
+  const quoted = (s: string): string => {
+    let q = quotedCache.get(s);
+    if (q === undefined) {
+      q = JSON.stringify(s);
+      if (quotedCache.size < 1000) quotedCache.set(s, q);
+    }
+    return q;
+  };
 
   // On @hono/node-server the Node response is at hand: headers set there before the handler runs
   // are merged into whatever it returns, and keep the adapter's fast path for plain responses
@@ -78,6 +92,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     log: Logger,
     ownIndex: number,
     requestId: string,
+    traceId: string | undefined,
     start: number,
     headersDone: boolean,
     failed: boolean,
@@ -98,10 +113,24 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
       }
     }
     const ms = performance.now() - start;
+    const latency = Math.round(ms * 1000) / 1000;
     const method = c.req.method;
-    const line = { method, route, status, latency_ms: Math.round(ms * 1000) / 1000 };
-    if (status >= 500) log.error(line, 'request');
-    else log.info(line, 'request');
+    if (writeLine) {
+      // request_id is well-formed by construction (or a UUID), trace ids are hex: no escaping.
+      const ids =
+        traceId === undefined
+          ? `,"request_id":"${requestId}"`
+          : `,"request_id":"${requestId}","trace_id":"${traceId}"`;
+      writeLine(
+        status >= 500 ? 'error' : 'info',
+        `${ids},"method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latency}`,
+        'request',
+      );
+    } else {
+      const line = { method, route, status, latency_ms: latency };
+      if (status >= 500) log.error(line, 'request');
+      else log.info(line, 'request');
+    }
     if (metrics) {
       metrics.observeRequest(route, method, status, ms / 1000);
       metrics.requestFinished();
@@ -109,28 +138,30 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     return route;
   };
 
-  const run = async (
+  const run = (
     c: Context<ObserveEnv>,
     next: () => Promise<void>,
     requestId: string,
-    bindings: Record<string, string>,
+    traceId: string | undefined,
   ): Promise<string> => {
     const start = performance.now();
     const ownIndex = c.req.routeIndex;
     const headersDone = presetHeaders(c, requestId);
-    const log = logger.child(bindings);
+    const log = logger.child(
+      traceId === undefined ? { request_id: requestId } : { request_id: requestId, trace_id: traceId },
+    );
     c.set('requestId', requestId);
     c.set('log', log);
     metrics?.requestStarted();
-    try {
-      await next();
-    } catch (err) {
-      // Hono normally turns handler errors into responses before they reach here; this is for
-      // compositions without an error handler.
-      finish(c, log, ownIndex, requestId, start, headersDone, true);
-      throw err;
-    }
-    return finish(c, log, ownIndex, requestId, start, headersDone, false);
+    return next().then(
+      () => finish(c, log, ownIndex, requestId, traceId, start, headersDone, false),
+      (err: unknown) => {
+        // Hono normally turns handler errors into responses before they reach here; this is for
+        // compositions without an error handler.
+        finish(c, log, ownIndex, requestId, traceId, start, headersDone, true);
+        throw err;
+      },
+    );
   };
 
   const traced = (c: Context<ObserveEnv>, next: () => Promise<void>, requestId: string, t: Tracing) =>
@@ -138,7 +169,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
       let route = unmatched;
       let status = 500;
       try {
-        route = await run(c, next, requestId, { request_id: requestId, trace_id: span.traceId });
+        route = await run(c, next, requestId, span.traceId);
         status = c.res.status;
       } finally {
         span.finish(route, status);
@@ -148,7 +179,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
   return function shoalObserve(c, next) {
     const requestId = acceptRequestId(incomingRequestId(c));
     if (tracing) return traced(c, next, requestId, tracing);
-    return run(c, next, requestId, { request_id: requestId }).then(noop);
+    return run(c, next, requestId, undefined).then(noop);
   };
 }
 
