@@ -8,7 +8,16 @@
 import type { Server } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type pg from 'pg';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type MetricValueWithName,
+  Registry,
+} from 'prom-client';
 import type { RedisClient } from '../stores/redis/client.js';
 
 export type { Registry } from 'prom-client';
@@ -59,9 +68,139 @@ export interface MetricsOptions {
 
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const REDIS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
-// Label sets beyond this many are not cached; the route label is a pattern, so this is only
-// reached when an app labels by raw path by mistake.
-const MAX_CACHED_LABEL_SETS = 2000;
+
+type RequestLabel = 'route' | 'method' | 'status';
+
+/** One route/method/status series: plain numbers, updated per request without label hashing. */
+interface RequestSeries {
+  labels: Record<RequestLabel, string>;
+  count: number;
+  sum: number;
+  /** Per-bucket (not cumulative) counts, one slot per upper bound. */
+  buckets: Float64Array;
+}
+
+/**
+ * The request counter and duration histogram share one table of series, looked up by route,
+ * method and status through nested maps (no label object, hash or sort per request). prom-client
+ * still owns naming, default labels and the exposition format: the two metrics below are its
+ * Counter and Histogram, whose `get()` reads this table at scrape time.
+ */
+class RequestSeriesTable {
+  private readonly byRoute = new Map<string, Map<string, Map<number, RequestSeries>>>();
+  readonly all: RequestSeries[] = [];
+  constructor(readonly bounds: readonly number[]) {}
+
+  record(route: string, method: string, status: number, seconds: number): void {
+    let byMethod = this.byRoute.get(route);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      this.byRoute.set(route, byMethod);
+    }
+    let byStatus = byMethod.get(method);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      byMethod.set(method, byStatus);
+    }
+    let s = byStatus.get(status);
+    if (s === undefined) {
+      s = {
+        labels: { route, method, status: String(status) },
+        count: 0,
+        sum: 0,
+        buckets: new Float64Array(this.bounds.length),
+      };
+      byStatus.set(status, s);
+      this.all.push(s);
+    }
+    s.count++;
+    s.sum += seconds;
+    const bounds = this.bounds;
+    const buckets = s.buckets;
+    for (let i = 0; i < bounds.length; i++) {
+      if (seconds <= (bounds[i] as number)) {
+        buckets[i] = (buckets[i] as number) + 1;
+        break;
+      }
+    }
+  }
+
+  clear(): void {
+    this.byRoute.clear();
+    this.all.length = 0;
+  }
+}
+
+type CounterConfig = ConstructorParameters<typeof Counter<RequestLabel>>[0];
+type HistogramConfig = ConstructorParameters<typeof Histogram<RequestLabel>>[0];
+
+// What the registry reads from a metric's get(); prom-client's typings name it loosely.
+function exported<T>(config: { name: string; help: string }, type: string, values: T[]) {
+  return {
+    name: config.name,
+    help: config.help,
+    type,
+    values,
+    aggregator: 'sum',
+  } as unknown as MetricObjectWithValues<MetricValue<string>> & { values: T[] };
+}
+
+class RequestCounter extends Counter<RequestLabel> {
+  constructor(
+    private readonly config: CounterConfig,
+    private readonly table: RequestSeriesTable,
+  ) {
+    super(config);
+  }
+  override async get() {
+    return exported(
+      this.config,
+      'counter',
+      this.table.all.map((s) => ({ labels: s.labels, value: s.count })),
+    ) as unknown as MetricObjectWithValues<MetricValue<RequestLabel>>;
+  }
+  override reset(): void {
+    super.reset();
+    // Called once by the base constructor, before the table is assigned.
+    this.table?.clear();
+  }
+}
+
+class RequestHistogram extends Histogram<RequestLabel> {
+  constructor(
+    private readonly config: HistogramConfig,
+    private readonly table: RequestSeriesTable,
+  ) {
+    super(config);
+  }
+  override async get() {
+    const name = this.config.name;
+    const bucketName = `${name}_bucket`;
+    const values: MetricValueWithName<RequestLabel | 'le'>[] = [];
+    const bounds = this.table.bounds;
+    for (const s of this.table.all) {
+      let acc = 0;
+      for (let i = 0; i < bounds.length; i++) {
+        acc += s.buckets[i] as number;
+        values.push({ labels: { ...s.labels, le: bounds[i] as number }, value: acc, metricName: bucketName });
+      }
+      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: bucketName });
+      values.push({ labels: s.labels, value: s.sum, metricName: `${name}_sum` });
+      values.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
+    }
+    return exported(this.config, 'histogram', values) as unknown as MetricObjectWithValues<
+      MetricValueWithName<RequestLabel>
+    >;
+  }
+  // The registry prefers this for the text format; the table has one shape for both.
+  getForPromString() {
+    return this.get();
+  }
+  override reset(): void {
+    super.reset();
+    this.table?.clear();
+  }
+}
 
 interface DelaySnapshot {
   p50: number;
@@ -87,21 +226,26 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   registry.setDefaultLabels({ service: opts.service, instance: opts.instanceId });
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix });
 
-  const requests = new Counter({
-    name: `${prefix}http_requests_total`,
-    help: 'HTTP requests finished, by route pattern, method and status.',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: `${prefix}http_request_duration_seconds`,
-    help: 'Time from request arrival to response headers, by route pattern, method and status.',
-    labelNames: ['route', 'method', 'status'] as const,
-    buckets: opts.httpBuckets ?? HTTP_BUCKETS,
-    registers: [registry],
-  });
-  type Children = { count: { inc(): void }; time: { observe(v: number): void } };
-  const children = new Map<string, Children>();
+  const table = new RequestSeriesTable([...(opts.httpBuckets ?? HTTP_BUCKETS)].sort((a, b) => a - b));
+  new RequestCounter(
+    {
+      name: `${prefix}http_requests_total`,
+      help: 'HTTP requests finished, by route pattern, method and status.',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    },
+    table,
+  );
+  new RequestHistogram(
+    {
+      name: `${prefix}http_request_duration_seconds`,
+      help: 'Time from request arrival to response headers, by route pattern, method and status.',
+      labelNames: ['route', 'method', 'status'] as const,
+      buckets: table.bounds as number[],
+      registers: [registry],
+    },
+    table,
+  );
 
   let inFlight = 0;
   new Gauge({
@@ -202,15 +346,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     render: () => registry.metrics(),
 
     observeRequest(route, method, status, seconds) {
-      const key = `${route}\u0000${method}\u0000${status}`;
-      let c = children.get(key);
-      if (!c) {
-        const labels = { route, method, status: String(status) };
-        c = { count: requests.labels(labels), time: duration.labels(labels) };
-        if (children.size < MAX_CACHED_LABEL_SETS) children.set(key, c);
-      }
-      c.count.inc();
-      c.time.observe(seconds);
+      table.record(route, method, status, seconds);
     },
     requestStarted() {
       inFlight++;

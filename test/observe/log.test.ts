@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Logger as ContractLogger } from '../../src/contracts/index.js';
-import { createLogger, createRedactor } from '../../src/observe/log.js';
+import { createLogDestination, createLogger, createRedactor } from '../../src/observe/log.js';
 import { acceptRequestId, isWellFormedRequestId } from '../../src/observe/request-id.js';
 import { captureSink } from './helpers.js';
 
@@ -76,4 +76,44 @@ test('request ids: well-formed ones are kept, others replaced by a UUID', () => 
     assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   }
   assert.notEqual(acceptRequestId(undefined), acceptRequestId(undefined));
+});
+
+test('createLogDestination batches lines, writes them on flush(), on size and when the process exits', async () => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { spawnSync } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-logdest-'));
+  try {
+    const file = join(dir, 'a.ndjson');
+    const dest = createLogDestination({ path: file, bufferSize: 1000, flushIntervalMs: 60_000 });
+    const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+    log.info({ n: 1 }, 'first');
+    assert.equal(readFileSync(file, 'utf8'), '', 'held in the buffer');
+    log.flush();
+    assert.equal(readFileSync(file, 'utf8').split('\n').filter(Boolean).length, 1);
+    for (let i = 0; i < 20; i++) log.info({ n: i, pad: 'x'.repeat(60) }, 'bulk');
+    const afterSize = readFileSync(file, 'utf8').split('\n').filter(Boolean).length;
+    assert.ok(afterSize > 1 && afterSize <= 21, `a full buffer is written without a flush (${afterSize})`);
+    dest.end();
+    assert.equal(readFileSync(file, 'utf8').split('\n').filter(Boolean).length, 21);
+    assert.equal(dest.dropped, 0);
+
+    // A process that logs and exits (normally or by an uncaught exception) leaves every line.
+    const child = join(dir, 'child.ndjson');
+    const code = `
+      const { createLogger, createLogDestination } = await import(${JSON.stringify(new URL('../../src/observe/log.ts', import.meta.url).href)});
+      const log = createLogger({ service: 's', instanceId: 'i', destination: createLogDestination({ path: ${JSON.stringify(child)}, flushIntervalMs: 60000 }) });
+      for (let i = 0; i < 5; i++) log.info({ i }, 'line');
+      setTimeout(() => { throw new Error('crash'); }, 10);
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+    });
+    assert.notEqual(r.status, 0, 'the child crashed');
+    const lines = readFileSync(child, 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, 5, r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

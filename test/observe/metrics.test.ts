@@ -212,3 +212,32 @@ test('two Metrics objects in one process share no state', async () => {
   c.observeRequest('/z', 'GET', 200, 0.001);
   assert.equal(sample(await c.render(), 'app_http_requests_total', { route: '/z' }), 1);
 });
+
+test('request histogram: buckets are cumulative, +Inf equals count, sum adds the observed seconds', async () => {
+  const m = createMetrics({
+    service: 's',
+    instanceId: 'i',
+    processMetrics: false,
+    httpBuckets: [0.1, 1, 0.01],
+  });
+  for (const v of [0.005, 0.05, 0.05, 0.5, 5]) m.observeRequest('/r/:id', 'GET', 200, v);
+  m.observeRequest('/r/:id', 'GET', 503, 0.2);
+  const text = await m.render();
+  const l = { route: '/r/:id', method: 'GET', status: '200' };
+  assert.equal(sample(text, 'shoal_http_request_duration_seconds_bucket', { ...l, le: '0.01' }), 1);
+  assert.equal(sample(text, 'shoal_http_request_duration_seconds_bucket', { ...l, le: '0.1' }), 3);
+  assert.equal(sample(text, 'shoal_http_request_duration_seconds_bucket', { ...l, le: '1' }), 4);
+  assert.equal(sample(text, 'shoal_http_request_duration_seconds_bucket', { ...l, le: '+Inf' }), 5);
+  assert.equal(sample(text, 'shoal_http_request_duration_seconds_count', l), 5);
+  assert.ok(Math.abs((sample(text, 'shoal_http_request_duration_seconds_sum', l) ?? 0) - 5.605) < 1e-9);
+  assert.equal(sample(text, 'shoal_http_requests_total', l), 5);
+  assert.equal(sample(text, 'shoal_http_requests_total', { ...l, status: '503' }), 1);
+  assert.match(text, /# TYPE shoal_http_request_duration_seconds histogram/);
+  assert.match(text, /# TYPE shoal_http_requests_total counter/);
+  // The JSON form agrees, and resetting the registry empties the series.
+  const json = await m.registry.getMetricsAsJSON();
+  const counter = json.find((x) => x.name === 'shoal_http_requests_total');
+  assert.equal(counter?.values.length, 2);
+  m.registry.resetMetrics();
+  assert.equal(sample(await m.render(), 'shoal_http_requests_total', l), undefined);
+});
