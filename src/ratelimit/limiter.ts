@@ -243,6 +243,7 @@ export class RateLimiter {
 
   /** Stop watching the configuration (does not close the Redis client you passed). */
   async close(): Promise<void> {
+    this.#metrics.detach();
     await this.#control.close();
   }
 
@@ -360,11 +361,7 @@ export class RateLimiter {
         retry1Ms: retry,
         stamp: 0,
       });
-      this.#metrics.inc(
-        this.#metrics.decisions,
-        { limit: e.def.name, outcome: 'rejected', source: 'cache' },
-        `${e.def.name}\0rejected\0cache`,
-      );
+      this.#metrics.decision(e.def.name, 'rejected', 'cache');
       this.#audit(result, 'cache');
       return {
         allowed: false,
@@ -379,7 +376,8 @@ export class RateLimiter {
   }
 
   #withDeadline<T>(p: Promise<T>): Promise<T> {
-    // One timer and one wrapper promise per call; the late outcome of a timed-out call is dropped.
+    // One timer per call (a shared FIFO queue measured slower: its entries outlive the young
+    // generation); the late outcome of a timed-out call is dropped.
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new DeadlineExceeded()), this.deadlineMs);
       p.then(
@@ -554,11 +552,7 @@ export class RateLimiter {
     const allowed = rejectedBy === undefined;
     for (const r of limits) {
       const outcome = r.allowed ? 'allowed' : r.mode === 'shadow' ? 'shadow_rejected' : 'rejected';
-      this.#metrics.inc(
-        this.#metrics.decisions,
-        { limit: r.name, outcome, source },
-        `${r.name}\0${outcome}\0${source}`,
-      );
+      this.#metrics.decision(r.name, outcome, source);
       if (r.allowed) {
         if (allowed && r.remaining <= r.requests * this.#nearRatio) {
           this.#metrics.inc(this.#metrics.nearLimit, { limit: r.name }, `${r.name}\0near`);
