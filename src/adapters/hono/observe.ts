@@ -143,7 +143,8 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     next: () => Promise<void>,
     requestId: string,
     traceId: string | undefined,
-  ): Promise<string> => {
+    onRoute?: (route: string) => void,
+  ): Promise<void> => {
     const start = performance.now();
     const ownIndex = c.req.routeIndex;
     const headersDone = presetHeaders(c, requestId);
@@ -154,7 +155,10 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
     c.set('log', log);
     metrics?.requestStarted();
     return next().then(
-      () => finish(c, log, ownIndex, requestId, traceId, start, headersDone, false),
+      () => {
+        const route = finish(c, log, ownIndex, requestId, traceId, start, headersDone, false);
+        onRoute?.(route);
+      },
       (err: unknown) => {
         // Hono normally turns handler errors into responses before they reach here; this is for
         // compositions without an error handler.
@@ -169,7 +173,9 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
       let route = unmatched;
       let status = 500;
       try {
-        route = await run(c, next, requestId, span.traceId);
+        await run(c, next, requestId, span.traceId, (r) => {
+          route = r;
+        });
         status = c.res.status;
       } finally {
         span.finish(route, status);
@@ -179,11 +185,9 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
   return function shoalObserve(c, next) {
     const requestId = acceptRequestId(incomingRequestId(c));
     if (tracing) return traced(c, next, requestId, tracing);
-    return run(c, next, requestId, undefined).then(noop);
+    return run(c, next, requestId, undefined);
   };
 }
-
-function noop(): void {}
 
 /**
  * The raw `X-Request-Id` value. On @hono/node-server it is read from Node's raw header list, which
