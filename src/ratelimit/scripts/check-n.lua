@@ -33,10 +33,6 @@ local n = #keys
 local charge = sunpack('<B', cfg) == 1
 local pos = 2
 
-local function to_ms(us)
-  if us < 0 then return -1 end
-  return ceil(us / 1000)
-end
 
 -- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
 local function sub_retry(counts, L, S, frac, c)
@@ -192,8 +188,11 @@ for i = 1, n do
     rejected = i
   end
   local b = 6 * i - 2
-  out[b], out[b + 1], out[b + 2], out[b + 3], out[b + 4], out[b + 5] =
-    ok, remaining, to_ms(reset), to_ms(retry), to_ms(retry1), stamp
+  -- microseconds to whole milliseconds, rounded up (a negative retry means never: -1)
+  out[b], out[b + 1], out[b + 5] = ok, remaining, stamp
+  if reset < 0 then out[b + 2] = -1 else out[b + 2] = ceil(reset / 1000) end
+  if retry < 0 then out[b + 3] = -1 else out[b + 3] = ceil(retry / 1000) end
+  if retry1 < 0 then out[b + 4] = -1 else out[b + 4] = ceil(retry1 / 1000) end
 end
 
 if charge and allowed == 1 then
