@@ -3,8 +3,11 @@
  * OpenTelemetry tracing. Framework glue lives in the adapters (`shoal/hono`: `observe()`).
  */
 export {
+  createLogDestination,
   createLogger,
   createRedactor,
+  type LogDestination,
+  type LogDestinationOptions,
   type Logger,
   type LoggerOptions,
   REDACT_KEY_NAMES,

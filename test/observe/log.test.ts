@@ -1,8 +1,14 @@
 // Logger and redactor behaviour without HTTP: base fields, key-name rules, depth, untouched lines.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { pino } from 'pino';
 import type { Logger as ContractLogger } from '../../src/contracts/index.js';
-import { createLogDestination, createLogger, createRedactor } from '../../src/observe/log.js';
+import {
+  createLogDestination,
+  createLogger,
+  createRedactor,
+  requestLineWriter,
+} from '../../src/observe/log.js';
 import { acceptRequestId, isWellFormedRequestId } from '../../src/observe/request-id.js';
 import { captureSink } from './helpers.js';
 
@@ -117,3 +123,35 @@ test('createLogDestination batches lines, writes them on flush(), on size and wh
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the pre-serialised request line is byte-for-byte what pino writes, and follows the level', () => {
+  const sink = captureSink();
+  const log = createLogger({ service: 'svc', instanceId: 'i-1', destination: sink.stream });
+  const write = requestLineWriter(log);
+  assert.ok(write, 'loggers from createLogger have a line writer');
+  const realNow = Date.now;
+  Date.now = () => 1_700_000_000_000;
+  try {
+    const route = '/a/:b"q';
+    log
+      .child({ request_id: 'abc' })
+      .error({ method: 'GET', route, status: 503, latency_ms: 1.25 }, 'request');
+    write(
+      'error',
+      `,"request_id":"abc","method":"GET","route":${JSON.stringify(route)},"status":503,"latency_ms":1.25`,
+      'request',
+    );
+    log.level = 'warn';
+    write('info', ',"request_id":"quiet"', 'request');
+  } finally {
+    Date.now = realNow;
+  }
+  const lines = sink.text().split('\n').filter(Boolean);
+  assert.equal(lines.length, 2, 'info is suppressed at level warn');
+  assert.equal(lines[1], lines[0]);
+  assert.equal(requestLineWriter(pinoLogger()), undefined, 'unknown loggers get no fast path');
+});
+
+function pinoLogger() {
+  return pino({ level: 'silent' });
+}
