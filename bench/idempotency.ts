@@ -1,5 +1,6 @@
 // Idempotency overhead on loopback HTTP, same process, same run:
 //   added latency  = /idem (middleware, fresh key each request, Redis store) minus /plain (same handler, no middleware)
+//   floors         = two bare EVALSHA round trips on their own, and inside the same route (/floor)
 //   replay ratio   = replay of a stored response / a handler doing one PostgreSQL INSERT (no middleware)
 // Several interleaved rounds; per round p50/p99; the reported figures are medians over rounds.
 // Last line: {"added_p50_ms", "added_p99_ms", "replay_vs_handler_p50", ...}.
@@ -51,6 +52,18 @@ const small = async (c: {
 };
 app.post('/plain', (c) => small(c));
 app.post('/idem', idempotency(redisIdem), (c) => small(c));
+// The floor inside a request: the same route behind a middleware that only makes two bare EVALSHA
+// round trips, one before and one after the handler, the shape of claim and complete.
+const floorScript = luaScript('bench-floor', "return redis.call('EXISTS', KEYS[1])");
+app.post(
+  '/floor',
+  async (_c, next) => {
+    await runScript(redis, floorScript, [`${prefix}floor`], []);
+    await next();
+    await runScript(redis, floorScript, [`${prefix}floor`], []);
+  },
+  (c) => small(c),
+);
 const insert = 'INSERT INTO orders (sku, qty) VALUES ($1, $2) RETURNING id';
 app.post('/pg-plain', async (c) => {
   const body = await c.req.json<{ sku: string; qty: number }>();
@@ -111,7 +124,6 @@ const replayKeyPg = randomUUID();
 await request('/pg-idem', body, replayKeyRedis);
 await request('/pg-tx', body, replayKeyPg);
 // The floor: two bare EVALSHA round trips (what claim + complete cannot avoid), no HTTP.
-const floorScript = luaScript('bench-floor', "return redis.call('EXISTS', KEYS[1])");
 const floor = async () => {
   const started = performance.now();
   await runScript(redis, floorScript, [`${prefix}floor`], []);
@@ -121,6 +133,7 @@ const floor = async () => {
 const cases: Case[] = [
   { name: 'redis_two_round_trips', run: floor },
   { name: 'plain', run: () => request('/plain', body) },
+  { name: 'plain_two_round_trips', run: () => request('/floor', body, randomUUID()) },
   { name: 'idem_first', run: () => request('/idem', body, randomUUID()) },
   { name: 'pg_handler', run: () => request('/pg-plain', body) },
   { name: 'replay_redis', run: () => request('/pg-idem', body, replayKeyRedis) },
@@ -134,6 +147,7 @@ for (const c of cases) for (let i = 0; i < 200; i++) await c.run(i);
 const perRound: Record<string, { p50: number[]; p99: number[] }> = {};
 for (const c of cases) perRound[c.name] = { p50: [], p99: [] };
 const added50: number[] = [];
+const floorIn50: number[] = [];
 const added99: number[] = [];
 const ratio: number[] = [];
 for (let round = 0; round < ROUNDS; round++) {
@@ -151,6 +165,7 @@ for (let round = 0; round < ROUNDS; round++) {
   const a99 = stat('idem_first').p99 - stat('plain').p99;
   const r = stat('replay_redis').p50 / stat('pg_handler').p50;
   added50.push(a50);
+  floorIn50.push(stat('plain_two_round_trips').p50 - stat('plain').p50);
   added99.push(a99);
   ratio.push(r);
   console.log(
@@ -194,8 +209,15 @@ console.log(
     added_p99_ms: +median(added99).toFixed(4),
     replay_vs_handler_p50: +median(ratio).toFixed(4),
     replay_pg_store_vs_handler_p50: +replayPgRatio.toFixed(4),
+    plain_p50_ms: +median(perRound.plain!.p50).toFixed(4),
+    idem_first_p50_ms: +median(perRound.idem_first!.p50).toFixed(4),
+    // The floor: claim + complete cannot cost less than two Redis round trips on this machine.
     redis_two_round_trips_p50_ms: +median(perRound.redis_two_round_trips!.p50).toFixed(4),
+    redis_two_round_trips_p99_ms: +median(perRound.redis_two_round_trips!.p99).toFixed(4),
     added_minus_floor_p50_ms: +(median(added50) - median(perRound.redis_two_round_trips!.p50)).toFixed(4),
+    // What two bare round trips add to the same route inside a request (event-loop wake-ups included).
+    floor_in_request_p50_ms: +median(floorIn50).toFixed(4),
+    added_minus_floor_in_request_p50_ms: +(median(added50) - median(floorIn50)).toFixed(4),
     pg_tx_first_vs_handler_p50: +(
       median(perRound.pg_tx_first!.p50) / median(perRound.pg_handler!.p50)
     ).toFixed(4),
