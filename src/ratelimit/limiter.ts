@@ -285,7 +285,12 @@ export class RateLimiter {
     const started = performance.now();
     let verdicts: Verdict[];
     try {
-      verdicts = await this.#withDeadline(this.#evaluate(entries, true));
+      // single-slot fast path: the deadline wraps ioredis's own promise and the reply is parsed
+      // here, so a decision pays for no async layers between check() and the socket write
+      verdicts =
+        this.#multiSlot && entries.length > 1
+          ? await this.#withDeadline(this.#evaluate(entries, true))
+          : this.#parse(entries, await this.#withDeadline(this.#send(entries, true))).verdicts;
       this.#metrics.observeRedis('ok', (performance.now() - started) / 1000);
       this.#breaker.success();
     } catch (err) {
@@ -399,6 +404,11 @@ export class RateLimiter {
    * costs Redis and the client parser real time.
    */
   async #run(entries: Entry[], charge: boolean): Promise<{ allowed: boolean; verdicts: Verdict[] }> {
+    return this.#parse(entries, await this.#send(entries, charge));
+  }
+
+  /** Pack the request and start the EVALSHA (no await: the caller owns the only async step). */
+  #send(entries: Entry[], charge: boolean): Promise<Buffer> {
     const n = entries.length;
     const cfg = Buffer.allocUnsafe(1 + 34 * n);
     cfg[0] = charge ? 1 : 0;
@@ -418,7 +428,11 @@ export class RateLimiter {
       argv[2 + i] = e.key;
       argv[3 + n + i] = stateTtlMs(e);
     }
-    const raw = await this.#evalBuffer(argv);
+    return this.#evalBuffer(argv);
+  }
+
+  #parse(entries: Entry[], raw: Buffer): { allowed: boolean; verdicts: Verdict[] } {
+    const n = entries.length;
     if (raw.length !== 8 * (3 + 6 * n)) {
       throw new ShoalError('store.script_failed', `Lua script ${this.#check.name}: unexpected reply`);
     }
@@ -440,18 +454,14 @@ export class RateLimiter {
   }
 
   /** EVALSHA with a Buffer reply; on NOSCRIPT send the source once (which caches it). */
-  async #evalBuffer(argv: (string | number | Buffer)[]): Promise<Buffer> {
+  #evalBuffer(argv: (string | number | Buffer)[]): Promise<Buffer> {
     const redis = this.#redis as unknown as BufferEval;
-    try {
-      return await redis.evalshaBuffer(argv);
-    } catch (err) {
+    return redis.evalshaBuffer(argv).catch((err: unknown) => {
       if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw this.#scriptFailed(err);
-    }
-    try {
-      return await redis.evalBuffer([this.#check.source, ...argv.slice(1)]);
-    } catch (err) {
-      throw this.#scriptFailed(err);
-    }
+      return redis.evalBuffer([this.#check.source, ...argv.slice(1)]).catch((e: unknown) => {
+        throw this.#scriptFailed(e);
+      });
+    });
   }
 
   #scriptFailed(err: unknown): unknown {
