@@ -1,4 +1,4 @@
-// Cost of the observe middleware: requests/s of a Hono hello-world served by @hono/node-server with
+// Cost of the observe layer (server-level, as serve() with observeAt: 'server' installs it): requests/s of a Hono hello-world served by @hono/node-server with
 // observe() (request id, one JSON log line per request to a real file, metrics) versus the same
 // app without it. The log file is counted at the end: one line per request served. Servers run in child processes; this process only generates load
 // (autocannon), alternating variants round by round so drift hits both equally.
@@ -24,7 +24,9 @@ async function serveVariant(variant: Variant): Promise<void> {
   if (variant === 'observed') {
     const { createLogDestination, createLogger } = await import('../src/observe/log.js');
     const { createMetrics } = await import('../src/observe/metrics.js');
-    const { observe, metricsHandler } = await import('../src/adapters/hono/observe.js');
+    const { observeServer, metricsHandler } = await import('../src/adapters/hono/observe.js');
+    const { getRequestListener } = await import('@hono/node-server');
+    const { createServer } = await import('node:http');
     const logger = createLogger({
       service: 'bench',
       instanceId: 'bench-1',
@@ -33,11 +35,22 @@ async function serveVariant(variant: Variant): Promise<void> {
     });
     const metrics = createMetrics({ service: 'bench', instanceId: 'bench-1' });
     metrics.startEventLoopMonitor();
-    app.use(observe({ logger, metrics, instanceId: 'bench-1', instanceHeader: true }));
     app.get('/metrics', metricsHandler(metrics));
     app.get('/', (c) => c.text('Hello, world!'));
-    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-    metrics.trackServer(server as unknown as import('node:net').Server);
+    // What Shoal's serve() builds with observeAt: 'server' (the same listener @hono/node-server
+    // uses for the bare variant, wrapped by the observe layer).
+    const node = createServer(
+      observeServer(app, getRequestListener(app.fetch), {
+        logger,
+        metrics,
+        instanceId: 'bench-1',
+        instanceHeader: true,
+        unobservedRoutes: ['/metrics'],
+      }),
+    );
+    node.listen(0, '127.0.0.1');
+    server = node as unknown as ReturnType<typeof serve>;
+    metrics.trackServer(node);
   } else {
     app.get('/', (c) => c.text('Hello, world!'));
     server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
@@ -157,6 +170,7 @@ async function main(): Promise<void> {
     const observed = median(results.observed);
     summary = {
       bench: 'overhead',
+      observe_at: 'server',
       rounds,
       seconds,
       connections,

@@ -2,7 +2,8 @@
  * Hono glue for shoal/observe: request ids, one log line per request, request metrics and
  * (when tracing is on) a server span per request.
  */
-import type { Context, Handler, MiddlewareHandler } from 'hono';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context, Handler, Hono, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { type Logger, requestLineWriter } from '../../observe/log.js';
 import type { Metrics } from '../../observe/metrics.js';
@@ -196,9 +197,13 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
 function incomingRequestId(c: Context<ObserveEnv>): string | undefined {
   const raw = (c.env as { incoming?: { rawHeaders?: string[] } } | undefined)?.incoming?.rawHeaders;
   if (!Array.isArray(raw)) return c.req.header('x-request-id');
+  return rawRequestId(raw);
+}
+
+/** `X-Request-Id` from Node's raw header list; several of them are ambiguous and count as none. */
+function rawRequestId(raw: string[]): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    // Several X-Request-Id headers would be ambiguous: treat them as none.
     if (name.length === 12 && name.toLowerCase() === 'x-request-id') {
       for (let j = i + 2; j < raw.length; j += 2) {
         const other = raw[j] as string;
@@ -208,6 +213,192 @@ function incomingRequestId(c: Context<ObserveEnv>): string | undefined {
     }
   }
   return undefined;
+}
+
+// Where the server-level listener leaves a request's id and root logger: on Node's request object,
+// which handlers reach as `c.env.incoming` on @hono/node-server.
+const SERVER_OBSERVED = Symbol.for('shoal.observe.request');
+
+interface ServerObserved {
+  requestId: string;
+  root: Logger;
+  log: Logger | undefined;
+}
+
+type ObservedIncoming = IncomingMessage & { [SERVER_OBSERVED]?: ServerObserved };
+
+function serverObserved(c: Context): ServerObserved | undefined {
+  return (c.env as { incoming?: ObservedIncoming } | undefined)?.incoming?.[SERVER_OBSERVED];
+}
+
+/**
+ * The request id of the current request, whichever way it is observed: the {@link observe}
+ * middleware (`c.var.requestId`) or the server-level listener that `serve()` installs with
+ * `observeAt: 'server'`. Undefined when the request is not observed at all.
+ *
+ * @example
+ * app.get('/api/whoami', (c) => c.json({ requestId: requestIdOf(c) }));
+ */
+export function requestIdOf(c: Context): string | undefined {
+  const own = serverObserved(c);
+  if (own !== undefined) return own.requestId;
+  return (c as Context<ObserveEnv>).get('requestId');
+}
+
+/**
+ * The request logger (a child carrying `request_id`) of the current request, in either observe
+ * mode. In server mode the child is made on first use, so requests that never log pay nothing.
+ * Undefined when the request is not observed.
+ *
+ * @example
+ * app.get('/api/orders/:id', (c) => {
+ *   logOf(c)?.info({ order: c.req.param('id') }, 'loading order');
+ *   return c.json({ id: c.req.param('id') });
+ * });
+ */
+export function logOf(c: Context): Logger | undefined {
+  const own = serverObserved(c);
+  if (own !== undefined) {
+    own.log ??= own.root.child({ request_id: own.requestId });
+    return own.log;
+  }
+  return (c as Context<ObserveEnv>).get('log');
+}
+
+/** A Node `request` listener, as `http.createServer()` takes. */
+export type NodeRequestListener = (incoming: IncomingMessage, outgoing: ServerResponse) => unknown;
+
+type RouterEntry = [[unknown, { method: string; path: string }], unknown];
+
+/**
+ * The route pattern a request will be answered by, from a second lookup in the app's own router
+ * (which keeps Hono's single-handler fast path intact, unlike a `'*'` middleware). The answering
+ * route is taken to be the first match that is not a wildcard `use()`/`all()` middleware.
+ */
+function routeResolver(app: Hono, unmatched: string): (method: string, url: string) => string {
+  const router = app.router as unknown as { match(method: string, path: string): [RouterEntry[], unknown] };
+  return (method, url) => {
+    let end = url.indexOf('?');
+    if (end === -1) end = url.length;
+    let path = url.slice(0, end);
+    if (path.includes('%')) {
+      try {
+        path = decodeURI(path);
+      } catch {
+        // Left as sent; Hono does the same with undecodable paths.
+      }
+    }
+    if (path.charCodeAt(0) !== 47) path = `/${path}`;
+    const [entries] = router.match(method === 'HEAD' ? 'GET' : method, path);
+    for (let i = 0; i < entries.length; i++) {
+      const r = (entries[i] as RouterEntry)[0][1];
+      if (r.method === 'ALL' && r.path.endsWith('*')) continue;
+      return r.path;
+    }
+    return unmatched;
+  };
+}
+
+/** Options for {@link observeServer}: those of {@link observe} without tracing, plus quiet routes. */
+export interface ObserveServerOptions extends Omit<ObserveOptions, 'tracing'> {
+  /** Route patterns (e.g. the health probes) answered without a request log line or metrics. */
+  unobservedRoutes?: Iterable<string>;
+}
+
+/**
+ * Observe a Hono app at the Node `http` layer instead of as a middleware: wraps a request
+ * listener (normally @hono/node-server's) so each request gets its id (accepted or minted,
+ * echoed as `X-Request-Id`, plus `X-Instance-Id` when asked), is counted in flight, and when the
+ * listener has written the response, yields ONE request log line and its metrics — the same
+ * fields and bytes as {@link observe}. The app itself keeps no middleware, so Hono's fast path
+ * for single-handler routes stays on. Handlers read the id and logger with
+ * {@link requestIdOf}/{@link logOf} (`c.var.requestId` is not set in this mode). `serve()` uses
+ * this with `observeAt: 'server'`; tracing is only available through the middleware.
+ *
+ * @example
+ * const listener = observeServer(app, getRequestListener(app.fetch), { logger, metrics, instanceId });
+ * http.createServer(listener).listen(3000);
+ */
+export function observeServer(
+  app: Hono,
+  listener: (incoming: IncomingMessage, outgoing: ServerResponse) => unknown,
+  opts: ObserveServerOptions,
+): NodeRequestListener {
+  const { logger, metrics, instanceId } = opts;
+  const instanceHeader = opts.instanceHeader ?? false;
+  const routeOf = routeResolver(app, opts.unmatchedRoute ?? 'unmatched');
+  const quiet = new Set(opts.unobservedRoutes ?? []);
+  const writeLine = requestLineWriter(logger);
+  const quotedCache = new Map<string, string>();
+  const quoted = (s: string): string => {
+    let q = quotedCache.get(s);
+    if (q === undefined) {
+      q = JSON.stringify(s);
+      if (quotedCache.size < 1000) quotedCache.set(s, q);
+    }
+    return q;
+  };
+
+  const finish = (
+    incoming: IncomingMessage,
+    outgoing: ServerResponse,
+    requestId: string,
+    start: number,
+    failed: boolean,
+  ): void => {
+    const method = incoming.method ?? 'GET';
+    const route = routeOf(method, incoming.url ?? '/');
+    if (quiet.has(route)) {
+      metrics?.requestFinished();
+      return;
+    }
+    const status = failed && !outgoing.headersSent ? 500 : outgoing.statusCode;
+    const ms = performance.now() - start;
+    const latency = Math.round(ms * 1000) / 1000;
+    if (writeLine) {
+      writeLine(
+        status >= 500 ? 'error' : 'info',
+        `,"request_id":"${requestId}","method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latency}`,
+        'request',
+      );
+    } else {
+      const line = { request_id: requestId, method, route, status, latency_ms: latency };
+      if (status >= 500) logger.error(line, 'request');
+      else logger.info(line, 'request');
+    }
+    if (metrics) {
+      metrics.observeRequest(route, method, status, ms / 1000);
+      metrics.requestFinished();
+    }
+  };
+
+  return (incoming, outgoing) => {
+    const start = performance.now();
+    const requestId = acceptRequestId(rawRequestId(incoming.rawHeaders));
+    (incoming as ObservedIncoming)[SERVER_OBSERVED] = { requestId, root: logger, log: undefined };
+    outgoing.setHeader('X-Request-Id', requestId);
+    if (instanceHeader) outgoing.setHeader('X-Instance-Id', instanceId);
+    metrics?.requestStarted();
+    let result: unknown;
+    try {
+      result = listener(incoming, outgoing);
+    } catch (err) {
+      finish(incoming, outgoing, requestId, start, true);
+      throw err;
+    }
+    // @hono/node-server's listener settles once the response is written (streams included).
+    if (result instanceof Promise) {
+      return result.then(
+        () => finish(incoming, outgoing, requestId, start, false),
+        (err: unknown) => {
+          finish(incoming, outgoing, requestId, start, true);
+          throw err;
+        },
+      );
+    }
+    finish(incoming, outgoing, requestId, start, false);
+    return result;
+  };
 }
 
 /**
