@@ -40,6 +40,20 @@ export interface ObserveOptions {
   unmatchedRoute?: string;
 }
 
+// Route patterns and methods are few, so their JSON forms are cached; the bound covers apps that
+// register routes dynamically. One cache per middleware/listener object, never per module.
+function jsonQuoter(): (s: string) => string {
+  const cache = new Map<string, string>();
+  return (s) => {
+    let q = cache.get(s);
+    if (q === undefined) {
+      q = JSON.stringify(s);
+      if (cache.size < 1000) cache.set(s, q);
+    }
+    return q;
+  };
+}
+
 /**
  * Middleware for request ids, request logs and request metrics. Mount it first so it sees
  * every request, including ones that later middleware rejects.
@@ -65,17 +79,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
   // Loggers from createLogger take the request line pre-serialised: same bytes, no generic
   // object walk. Any other pino logger gets an ordinary log call.
   const writeLine = requestLineWriter(logger);
-  // Route patterns and methods are few; their JSON forms are cached (bounded, in case an app
-  // registers routes dynamically).
-  const quotedCache = new Map<string, string>();
-  const quoted = (s: string): string => {
-    let q = quotedCache.get(s);
-    if (q === undefined) {
-      q = JSON.stringify(s);
-      if (quotedCache.size < 1000) quotedCache.set(s, q);
-    }
-    return q;
-  };
+  const quoted = jsonQuoter();
 
   // On @hono/node-server the Node response is at hand: headers set there before the handler runs
   // are merged into whatever it returns, and keep the adapter's fast path for plain responses
@@ -329,15 +333,7 @@ export function observeServer(
   const routeOf = routeResolver(app, opts.unmatchedRoute ?? 'unmatched');
   const quiet = new Set(opts.unobservedRoutes ?? []);
   const writeLine = requestLineWriter(logger);
-  const quotedCache = new Map<string, string>();
-  const quoted = (s: string): string => {
-    let q = quotedCache.get(s);
-    if (q === undefined) {
-      q = JSON.stringify(s);
-      if (quotedCache.size < 1000) quotedCache.set(s, q);
-    }
-    return q;
-  };
+  const quoted = jsonQuoter();
 
   const finish = (
     incoming: IncomingMessage,
