@@ -209,6 +209,16 @@ interface DelaySnapshot {
   max: number;
 }
 
+/** Percentiles of a delay histogram in ms (the histogram records nanoseconds). */
+function delaySnapshot(h: ReturnType<typeof monitorEventLoopDelay>): DelaySnapshot {
+  return {
+    p50: h.percentile(50) / 1e6,
+    p90: h.percentile(90) / 1e6,
+    p99: h.percentile(99) / 1e6,
+    max: h.max / 1e6,
+  };
+}
+
 /**
  * Create the metrics of one service instance on a fresh registry with default labels
  * `service` and `instance`.
@@ -317,12 +327,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     // A window that just started has too few samples to mean anything; use the last full one.
     if (delay.count < 10 && previous) return previous;
     if (delay.count === 0) return undefined;
-    return {
-      p50: delay.percentile(50) / 1e6,
-      p90: delay.percentile(90) / 1e6,
-      p99: delay.percentile(99) / 1e6,
-      max: delay.max / 1e6,
-    };
+    return delaySnapshot(delay);
   };
   new Gauge({
     name: `${prefix}event_loop_delay_seconds`,
@@ -398,14 +403,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       h.enable();
       delay = h;
       const roll = setInterval(() => {
-        if (h.count >= 10) {
-          previous = {
-            p50: h.percentile(50) / 1e6,
-            p90: h.percentile(90) / 1e6,
-            p99: h.percentile(99) / 1e6,
-            max: h.max / 1e6,
-          };
-        }
+        if (h.count >= 10) previous = delaySnapshot(h);
         h.reset();
       }, windowMs);
       roll.unref();
