@@ -54,6 +54,53 @@ function jsonQuoter(): (s: string) => string {
   };
 }
 
+type RecordRequest = (
+  fallback: Logger,
+  fallbackWithId: boolean,
+  requestId: string,
+  traceId: string | undefined,
+  method: string,
+  route: string,
+  status: number,
+  ms: number,
+) => void;
+
+/**
+ * The ONE request log line and the request metrics, the same for the middleware and the
+ * server-level listener. Loggers from createLogger take the line pre-serialised (same bytes, no
+ * generic object walk); any other pino logger gets an ordinary call on `fallback`, with
+ * `request_id` in the fields when `fallbackWithId` (i.e. `fallback` does not carry it already).
+ */
+function requestRecorder(logger: Logger, metrics: Metrics | undefined): RecordRequest {
+  const writeLine = requestLineWriter(logger);
+  const quoted = jsonQuoter();
+  return (fallback, fallbackWithId, requestId, traceId, method, route, status, ms) => {
+    const latency = Math.round(ms * 1000) / 1000;
+    if (writeLine) {
+      // request_id is well-formed by construction (or a UUID), trace ids are hex: no escaping.
+      const ids =
+        traceId === undefined
+          ? `,"request_id":"${requestId}"`
+          : `,"request_id":"${requestId}","trace_id":"${traceId}"`;
+      writeLine(
+        status >= 500 ? 'error' : 'info',
+        `${ids},"method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latency}`,
+        'request',
+      );
+    } else {
+      const line = fallbackWithId
+        ? { request_id: requestId, method, route, status, latency_ms: latency }
+        : { method, route, status, latency_ms: latency };
+      if (status >= 500) fallback.error(line, 'request');
+      else fallback.info(line, 'request');
+    }
+    if (metrics) {
+      metrics.observeRequest(route, method, status, ms / 1000);
+      metrics.requestFinished();
+    }
+  };
+}
+
 /**
  * Middleware for request ids, request logs and request metrics. Mount it first so it sees
  * every request, including ones that later middleware rejects.
@@ -76,10 +123,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
   const { logger, metrics, instanceId, tracing } = opts;
   const instanceHeader = opts.instanceHeader ?? false;
   const unmatched = opts.unmatchedRoute ?? 'unmatched';
-  // Loggers from createLogger take the request line pre-serialised: same bytes, no generic
-  // object walk. Any other pino logger gets an ordinary log call.
-  const writeLine = requestLineWriter(logger);
-  const quoted = jsonQuoter();
+  const record = requestRecorder(logger, metrics);
 
   // On @hono/node-server the Node response is at hand: headers set there before the handler runs
   // are merged into whatever it returns, and keep the adapter's fast path for plain responses
@@ -117,29 +161,7 @@ export function observe(opts: ObserveOptions): MiddlewareHandler<ObserveEnv> {
         if (instanceHeader) c.res.headers.set('X-Instance-Id', instanceId);
       }
     }
-    const ms = performance.now() - start;
-    const latency = Math.round(ms * 1000) / 1000;
-    const method = c.req.method;
-    if (writeLine) {
-      // request_id is well-formed by construction (or a UUID), trace ids are hex: no escaping.
-      const ids =
-        traceId === undefined
-          ? `,"request_id":"${requestId}"`
-          : `,"request_id":"${requestId}","trace_id":"${traceId}"`;
-      writeLine(
-        status >= 500 ? 'error' : 'info',
-        `${ids},"method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latency}`,
-        'request',
-      );
-    } else {
-      const line = { method, route, status, latency_ms: latency };
-      if (status >= 500) log.error(line, 'request');
-      else log.info(line, 'request');
-    }
-    if (metrics) {
-      metrics.observeRequest(route, method, status, ms / 1000);
-      metrics.requestFinished();
-    }
+    record(log, false, requestId, traceId, c.req.method, route, status, performance.now() - start);
     return route;
   };
 
@@ -332,8 +354,7 @@ export function observeServer(
   const instanceHeader = opts.instanceHeader ?? false;
   const routeOf = routeResolver(app, opts.unmatchedRoute ?? 'unmatched');
   const quiet = new Set(opts.unobservedRoutes ?? []);
-  const writeLine = requestLineWriter(logger);
-  const quoted = jsonQuoter();
+  const record = requestRecorder(logger, metrics);
 
   const finish = (
     incoming: IncomingMessage,
@@ -349,23 +370,7 @@ export function observeServer(
       return;
     }
     const status = failed && !outgoing.headersSent ? 500 : outgoing.statusCode;
-    const ms = performance.now() - start;
-    const latency = Math.round(ms * 1000) / 1000;
-    if (writeLine) {
-      writeLine(
-        status >= 500 ? 'error' : 'info',
-        `,"request_id":"${requestId}","method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latency}`,
-        'request',
-      );
-    } else {
-      const line = { request_id: requestId, method, route, status, latency_ms: latency };
-      if (status >= 500) logger.error(line, 'request');
-      else logger.info(line, 'request');
-    }
-    if (metrics) {
-      metrics.observeRequest(route, method, status, ms / 1000);
-      metrics.requestFinished();
-    }
+    record(logger, true, requestId, undefined, method, route, status, performance.now() - start);
   };
 
   return (incoming, outgoing) => {
