@@ -254,17 +254,19 @@ export class ClientConnection implements UpstreamOwner {
       this.bodyCheck(n);
       return;
     }
-    const kept = this.kept;
-    if (kept !== null) {
-      this.keptBytes += n;
-      if (this.keptBytes <= core.s.retryBodyBytes) kept.push(buf.subarray(off, off + n));
-      else this.kept = null;
-    }
+    if (this.kept !== null) this.keep(buf.subarray(off, off + n));
     if (!writeHead(up.sock, head, buf, off, off + n, false)) {
       this.waitUpDrain = true;
       this.sock.pause();
     }
     this.afterBodyPart(buf, off, n);
+  }
+
+  /** Retain a body part for a possible replay; past the retry limit the request is not replayable. */
+  private keep(part: Buffer): void {
+    this.keptBytes += part.length;
+    if (this.keptBytes <= this.core.s.retryBodyBytes) this.kept!.push(part);
+    else this.kept = null;
   }
 
   private bodyCheck(n: number): boolean {
@@ -295,12 +297,7 @@ export class ClientConnection implements UpstreamOwner {
     if (!this.bodyCheck(n)) return;
     if (n > 0) {
       const part = off === 0 && n === buf.length ? buf : buf.subarray(off, off + n);
-      const kept = this.kept;
-      if (kept !== null) {
-        this.keptBytes += n;
-        if (this.keptBytes <= this.core.s.retryBodyBytes) kept.push(part);
-        else this.kept = null;
-      }
+      if (this.kept !== null) this.keep(part);
       const up = this.up;
       if (up !== null && !up.sock.write(part)) {
         this.waitUpDrain = true;
@@ -517,17 +514,20 @@ export class ClientConnection implements UpstreamOwner {
 
   // ---- failures ----------------------------------------------------------------------------
 
-  /** Give up on the current upstream (no response byte sent yet) and answer with a problem. */
-  private failUpstream(kind: BalancerProblem, detail: string): void {
+  /** Drop the current upstream socket (never reused) and end the backend's in-flight exchange. */
+  private detach(): void {
     const up = this.up;
     const b = this.backend;
     this.up = null;
     this.backend = null;
     up?.destroy();
-    if (b !== null) {
-      b.failures++;
-      this.core.done(b);
-    }
+    if (b !== null) this.core.done(b);
+  }
+
+  /** Give up on the current upstream (no response byte sent yet) and answer with a problem. */
+  private failUpstream(kind: BalancerProblem, detail: string): void {
+    if (this.backend !== null) this.backend.failures++;
+    this.detach();
     if (this.resStarted) {
       this.breakBoth();
       return;
@@ -552,12 +552,7 @@ export class ClientConnection implements UpstreamOwner {
 
   /** Abort the exchange while the request body is streaming (too large, malformed). */
   private abortExchange(kind: BalancerProblem, detail: string): void {
-    const up = this.up;
-    const b = this.backend;
-    this.up = null;
-    this.backend = null;
-    up?.destroy();
-    if (b !== null) this.core.done(b);
+    this.detach();
     if (this.resStarted) {
       this.breakBoth();
       return;
@@ -582,12 +577,7 @@ export class ClientConnection implements UpstreamOwner {
   }
 
   private breakBoth(): void {
-    const up = this.up;
-    const b = this.backend;
-    this.up = null;
-    this.backend = null;
-    up?.destroy();
-    if (b !== null) this.core.done(b);
+    this.detach();
     this.phase = Phase.Closed;
     this.sock.destroy();
   }
