@@ -2,6 +2,7 @@
  * Prometheus metrics of one idempotency engine, registered on a Registry the user passes in.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { registeredMetric } from '../util/metrics.js';
 
 /** The engine's instruments. */
 export interface IdempotencyMetrics {
@@ -24,9 +25,7 @@ function counter<L extends string>(
   help: string,
   labelNames: L[],
 ): Counter<L> {
-  const found = registry.getSingleMetric(name);
-  if (found) return found as Counter<L>;
-  return new Counter({ name, help, labelNames, registers: [registry] });
+  return registeredMetric(registry, name, (registers) => new Counter({ name, help, labelNames, registers }));
 }
 
 /**
@@ -36,9 +35,6 @@ function counter<L extends string>(
  * const m = idempotencyMetrics(new Registry());
  */
 export function idempotencyMetrics(registry: Registry): IdempotencyMetrics {
-  const latency = registry.getSingleMetric('shoal_idempotency_store_duration_seconds') as
-    | Histogram<'store' | 'op'>
-    | undefined;
   return {
     claims: counter(registry, 'shoal_idempotency_claims_total', 'Keys claimed to run the handler', ['store']),
     replays: counter(registry, 'shoal_idempotency_replays_total', 'Stored responses replayed', ['store']),
@@ -84,14 +80,17 @@ export function idempotencyMetrics(registry: Registry): IdempotencyMetrics {
       'Store operations that failed or missed their deadline',
       ['store', 'op', 'policy'],
     ),
-    storeLatency:
-      latency ??
-      new Histogram({
-        name: 'shoal_idempotency_store_duration_seconds',
-        help: 'Latency of idempotency store operations',
-        labelNames: ['store', 'op'],
-        buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-        registers: [registry],
-      }),
+    storeLatency: registeredMetric(
+      registry,
+      'shoal_idempotency_store_duration_seconds',
+      (registers) =>
+        new Histogram<'store' | 'op'>({
+          name: 'shoal_idempotency_store_duration_seconds',
+          help: 'Latency of idempotency store operations',
+          labelNames: ['store', 'op'],
+          buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+          registers,
+        }),
+    ),
   };
 }

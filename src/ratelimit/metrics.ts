@@ -7,18 +7,13 @@
  * call, which cost about 40 % of a decision's JavaScript time.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { registeredMetric as reuse } from '../util/metrics.js';
 
 type Labels = Record<string, string>;
 
 /** Where a counter created here keeps the flush hooks of every limiter that counts into it. */
 const FLUSHERS = Symbol('shoal.ratelimit.flushers');
 type Flushable = { [FLUSHERS]?: Set<() => void> };
-
-function reuse<T>(registry: Registry | undefined, name: string, make: (registers: Registry[]) => T): T {
-  const existing = registry?.getSingleMetric(name);
-  if (existing) return existing as unknown as T;
-  return make(registry ? [registry] : []);
-}
 
 /** A counter whose pending local counts are pushed by its `collect` hook before every read. */
 function flushedCounter<L extends string>(
