@@ -11,7 +11,15 @@ import { z } from 'zod';
 import { ShoalError } from '../errors.js';
 import { parseRedisUrl } from '../stores/redis/url.js';
 
-/** Parse a duration: a bare integer is milliseconds; `ms`, `s`, `m`, `h` suffixes are accepted. */
+/**
+ * Parse a duration: a bare integer is milliseconds; `ms`, `s`, `m`, `h` suffixes are accepted.
+ * Undefined when the text is not a duration.
+ *
+ * @example
+ * parseDuration('1.5s'); // 1500
+ * parseDuration('250'); // 250
+ * parseDuration('soon'); // undefined
+ */
 export function parseDuration(input: string): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(input);
   if (!m) return undefined;

@@ -86,7 +86,12 @@ export interface ResolvePostgresOptions extends ResolveOptions {
 const REDIS_INSTALL = 'install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)';
 const PG_INSTALL = 'install it (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)';
 
-/** Hide the password part of a URL before it appears in a message. */
+/**
+ * Hide the password part of a URL before it appears in a message.
+ *
+ * @example
+ * redactUrl('postgres://app:s3cret@db:5432/orders'); // 'postgres://app:***@db:5432/orders'
+ */
 export function redactUrl(url: string): string {
   return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
 }

@@ -51,7 +51,12 @@ const FILE_RE = /^(\d+)_([A-Za-z0-9_.-]+)\.sql$/;
 const IDENT_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 const LOCK_NOT_AVAILABLE = '55P03';
 
-/** SHA-256 of the text with line endings normalised, so a CRLF checkout is not a "change". */
+/**
+ * SHA-256 of the text with line endings normalised, so a CRLF checkout is not a "change".
+ *
+ * @example
+ * migrationChecksum('SELECT 1;\r\n') === migrationChecksum('SELECT 1;\n'); // true
+ */
 export function migrationChecksum(sql: string): string {
   return createHash('sha256').update(sql.replace(/\r\n/g, '\n')).digest('hex');
 }
