@@ -26,7 +26,12 @@ export type ClientIpResolver = (
   forwardedFor: string | null | undefined,
 ) => string;
 
-/** Returned when neither the socket nor a trusted header names an address. */
+/**
+ * Returned when neither the socket nor a trusted header names an address.
+ *
+ * @example
+ * if (ipOf(remote, xff) === UNKNOWN_CLIENT_IP) log.warn('request without a client address');
+ */
 export const UNKNOWN_CLIENT_IP = 'unknown';
 
 const KEYWORDS: Record<string, string[]> = {

@@ -12,10 +12,20 @@ import { MAX_IDEMPOTENCY_KEY_LENGTH, parseIdempotencyKey } from './key.js';
 import { type IdempotencyMetrics, idempotencyMetrics } from './metrics.js';
 import type { ClaimOutcome, Completion, IdempotencyStore, StoredResponse } from './store.js';
 
-/** Headers replayed by default; others only when listed in `replayHeaders`. */
+/**
+ * Headers replayed by default; others only when listed in `replayHeaders`.
+ *
+ * @example
+ * createIdempotency({ store, replayHeaders: ['x-order-id'] }); // replays DEFAULT_REPLAY_HEADERS + x-order-id
+ */
 export const DEFAULT_REPLAY_HEADERS: readonly string[] = ['content-type', 'location', 'etag'];
 
-/** Default stored statuses: 2xx and 4xx except 409 and 429 (5xx are not stored, so clients may retry). */
+/**
+ * Default stored statuses: 2xx and 4xx except 409 and 429 (5xx are not stored, so clients may retry).
+ *
+ * @example
+ * createIdempotency({ store, storeStatus: (s) => s !== 404 && defaultStoreStatus(s) });
+ */
 export function defaultStoreStatus(status: number): boolean {
   return (
     (status >= 200 && status < 300) || (status >= 400 && status < 500 && status !== 409 && status !== 429)

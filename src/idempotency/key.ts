@@ -6,7 +6,12 @@
  * accepting loose forms (bare tokens, odd escapes) invites two spellings of one key.
  */
 
-/** Longest accepted key, in characters of the decoded string. */
+/**
+ * Longest accepted key, in characters of the decoded string.
+ *
+ * @example
+ * createIdempotency({ store, maxKeyLength: Math.min(64, MAX_IDEMPOTENCY_KEY_LENGTH) });
+ */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
 /** Result of {@link parseIdempotencyKey}. */

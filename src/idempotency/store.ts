@@ -78,12 +78,22 @@ export interface IdempotencyStore<Tx = never> {
   rollback?(tx: Tx): Promise<void>;
 }
 
-/** Encode a response for a store that keeps one opaque string. */
+/**
+ * Encode a response for a store that keeps one opaque string.
+ *
+ * @example
+ * const text = encodeResponse({ status: 201, headers: [['content-type', 'application/json']], body });
+ */
 export function encodeResponse(r: StoredResponse): string {
   return JSON.stringify({ s: r.status, h: r.headers, b: Buffer.from(r.body).toString('base64') });
 }
 
-/** Inverse of {@link encodeResponse}. */
+/**
+ * Inverse of {@link encodeResponse}.
+ *
+ * @example
+ * const { status, headers, body } = decodeResponse(text);
+ */
 export function decodeResponse(text: string): StoredResponse {
   const o = JSON.parse(text) as { s: number; h: [string, string][]; b: string };
   return { status: o.s, headers: o.h, body: Buffer.from(o.b, 'base64') };
