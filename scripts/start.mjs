@@ -1,6 +1,7 @@
 // `npm start`: build, then run the reference fleet (examples/orders) with `shoal up`.
-// Ctrl-C reaches `shoal up` directly (same terminal process group); this script just waits for
-// it to finish its orderly shutdown, and forwards SIGTERM/SIGHUP, which only this script receives.
+// `shoal up` runs in its own process group and this script forwards each signal to it exactly
+// once: npm (and other wrappers) may signal the whole group as well as its child, and a duplicate
+// SIGTERM would read as "stop now" to `up`, skipping the graceful drain.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -19,10 +20,17 @@ if (!existsSync(CONFIG)) {
 const child = spawn(
   process.execPath,
   ['dist/cli/main.js', 'up', '--config', CONFIG, ...process.argv.slice(2)],
-  {
-    stdio: 'inherit',
-  },
+  { stdio: 'inherit', detached: true },
 );
-process.on('SIGINT', () => {});
-for (const sig of ['SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill('SIGTERM'));
+// A terminal Ctrl-C reaches npm and this script together, and npm forwards it here once more:
+// copies within a second count as one. A second Ctrl-C after that still means "stop now".
+let lastForward = 0;
+const forward = (sig) => () => {
+  const now = Date.now();
+  if (now - lastForward < 1000) return;
+  lastForward = now;
+  child.kill(sig);
+};
+process.on('SIGINT', forward('SIGINT'));
+for (const sig of ['SIGTERM', 'SIGHUP']) process.on(sig, forward('SIGTERM'));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
