@@ -93,7 +93,9 @@ const PG_INSTALL = 'install it (Debian/Ubuntu: apt-get install postgresql; macOS
  * redactUrl('postgres://app:s3cret@db:5432/orders'); // 'postgres://app:***@db:5432/orders'
  */
 export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
+  // Up to the LAST '@': an unencoded '/' or '@' inside a password must not end the match early
+  // and leave the rest of the secret in clear. Over-hiding a path that happens to hold '@' is safe.
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:).*@/i, '$1***@');
 }
 
 const errMessage = (err: unknown) =>
