@@ -48,14 +48,12 @@ interface RunningService {
 interface RunningResource {
   name: 'redis' | 'postgres';
   store: ResolvedStore;
+  /** The URL with its password hidden, for logs and status. */
+  shownUrl: string;
 }
 
 function envName(name: string): string {
   return name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
-}
-
-function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@');
 }
 
 function balancerLogger(logs: LogSink, service: string): Logger {
@@ -215,14 +213,15 @@ export class Fleet implements FleetControl {
   ): Promise<void> {
     const { redis, postgres } = model.resources;
     if (!redis && !postgres) return;
-    const { resolveRedis, resolvePostgres } = await import('../stores/resolve.js');
+    const { resolveRedis, resolvePostgres, redactUrl } = await import('../stores/resolve.js');
     const log = (line: string) => this.logs.fleet(line);
     if (redis) {
       const store = await resolveRedis({ env, log, ...(redis.url ? { url: redis.url } : {}) });
-      this.resources.push({ name: 'redis', store });
+      const shownUrl = redactUrl(store.url);
+      this.resources.push({ name: 'redis', store, shownUrl });
       if (this.halted) return;
       shared['REDIS_URL'] = store.url;
-      this.logs.fleet(`redis: ${redact(store.url)} (${store.source})`);
+      this.logs.fleet(`redis: ${shownUrl} (${store.source})`);
     }
     if (postgres) {
       const store = await resolvePostgres({
@@ -231,12 +230,13 @@ export class Fleet implements FleetControl {
         allowPglite: postgres.allowPglite,
         ...(postgres.url ? { url: postgres.url } : {}),
       });
-      this.resources.push({ name: 'postgres', store });
+      const shownUrl = redactUrl(store.url);
+      this.resources.push({ name: 'postgres', store, shownUrl });
       if (this.halted) return;
       shared['DATABASE_URL'] = store.url;
       shared['POSTGRES_URL'] = store.url;
       this.logs.fleet(
-        `postgres: ${redact(store.url)} (${store.source})` +
+        `postgres: ${shownUrl} (${store.source})` +
           (store.source === 'pglite' ? ' - embedded PGlite: development only, data is not kept' : ''),
       );
     }
@@ -256,7 +256,7 @@ export class Fleet implements FleetControl {
   status(): FleetStatus {
     const resources: ResourceStatus[] = this.resources.map((r) => ({
       name: r.name,
-      url: redact(r.store.url),
+      url: r.shownUrl,
       source: r.store.source,
     }));
     return {
