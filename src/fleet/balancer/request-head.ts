@@ -231,12 +231,7 @@ export function parseRequestHead(
   h.close = !keepAlive || h.minor === 0;
   if (extraDrop) {
     // Fields the client declared hop-by-hop in Connection are for this hop only.
-    const names = new Set(extraDrop);
-    out = out
-      .split('\r\n')
-      .filter((l, idx) => idx === 0 || l === '' || !names.has(l.slice(0, l.indexOf(':')).toLowerCase()))
-      .join('\r\n');
-    if (!out.endsWith('\r\n')) out += '\r\n';
+    out = dropFields(out, extraDrop);
   }
 
   h.requestId = rid && isWellFormedRequestId(rid) ? rid : randomUUID();
@@ -248,6 +243,22 @@ export function parseRequestHead(
   else if (h.minor === 0) out += 'connection: close\r\n';
   h.upstream = out + '\r\n';
   return h;
+}
+
+/**
+ * Remove the header lines named in `names` (lower-case) from a head built line by line, keeping
+ * the start line; used for fields a message's Connection header declares hop-by-hop.
+ *
+ * @example
+ * dropFields('GET / HTTP/1.1\r\nx-a: 1\r\nhost: h\r\n', ['x-a']); // 'GET / HTTP/1.1\r\nhost: h\r\n'
+ */
+export function dropFields(head: string, names: readonly string[]): string {
+  const drop = new Set(names);
+  const out = head
+    .split('\r\n')
+    .filter((l, idx) => idx === 0 || l === '' || !drop.has(l.slice(0, l.indexOf(':')).toLowerCase()))
+    .join('\r\n');
+  return out.endsWith('\r\n') ? out : out + '\r\n';
 }
 
 /** Methods a client may repeat without changing the outcome (RFC 9110 9.2.2). */

@@ -3,6 +3,7 @@
  * socket may be reused, and builds the head the client sees (hop-by-hop fields removed).
  */
 import { Framing } from './framing.js';
+import { dropFields } from './request-head.js';
 
 /** Parsed facts about one response; one instance per client connection is reused. */
 export class ResponseHead {
@@ -109,12 +110,7 @@ export function parseResponseHead(
   }
 
   if (extraDrop) {
-    const names = new Set(extraDrop);
-    out = out
-      .split('\r\n')
-      .filter((l, idx) => idx === 0 || l === '' || !names.has(l.slice(0, l.indexOf(':')).toLowerCase()))
-      .join('\r\n');
-    if (!out.endsWith('\r\n')) out += '\r\n';
+    out = dropFields(out, extraDrop);
   }
 
   if (headRequest || status === 204 || status === 304 || status < 200) {
