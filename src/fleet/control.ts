@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, write
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { isShoalError, ShoalError } from '../errors.js';
+import { lineSplitter } from '../util/lines.js';
 import type { ReplicaStatus } from './supervisor.js';
 
 /** A resource as reported by status: its URL with any password removed. */
@@ -275,21 +276,15 @@ export async function requestRestart(
     );
   }
   res.setEncoding('utf8');
-  let buf = '';
   let outcome: RestartEvent | undefined;
-  for await (const chunk of res) {
-    buf += chunk as string;
-    let nl = buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      nl = buf.indexOf('\n');
-      if (line.trim() === '') continue;
-      const event = JSON.parse(line) as RestartEvent;
-      if (event.type === 'progress') onEvent(event);
-      else outcome = event;
-    }
-  }
+  // An unfinished last line means the connection broke mid-event: it is dropped, not parsed.
+  const split = lineSplitter((line) => {
+    if (line.trim() === '') return;
+    const event = JSON.parse(line) as RestartEvent;
+    if (event.type === 'progress') onEvent(event);
+    else outcome = event;
+  });
+  for await (const chunk of res) split.push(chunk as string);
   if (outcome?.type === 'done') return;
   if (outcome?.type === 'error') {
     throw new ShoalError(outcome.code as ShoalError['code'], outcome.message);

@@ -4,6 +4,7 @@
  * messages under the `shoal` prefix.
  */
 import type { Readable, Writable } from 'node:stream';
+import { lineSplitter } from '../util/lines.js';
 
 const COLORS = [36, 33, 32, 35, 34, 96, 93, 92, 95, 94];
 const FLEET_KEY = '\0shoal';
@@ -55,26 +56,10 @@ export function createLogSink(options: LogSinkOptions = {}): LogSink {
 
   return {
     attach(prefix, stream, colorKey = prefix) {
-      let buf = '';
+      const split = lineSplitter((text) => line(prefix, colorKey, text.replace(/\r$/, '')), 64 * 1024);
       stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl = buf.indexOf('\n');
-        while (nl >= 0) {
-          line(prefix, colorKey, buf.slice(0, nl).replace(/\r$/, ''));
-          buf = buf.slice(nl + 1);
-          nl = buf.indexOf('\n');
-        }
-        // A runaway line without newlines is flushed rather than held forever.
-        if (buf.length > 64 * 1024) {
-          line(prefix, colorKey, buf);
-          buf = '';
-        }
-      });
-      stream.on('end', () => {
-        if (buf !== '') line(prefix, colorKey, buf);
-        buf = '';
-      });
+      stream.on('data', (chunk: string) => split.push(chunk));
+      stream.on('end', () => split.end());
       stream.on('error', () => {});
     },
     fleet(message) {

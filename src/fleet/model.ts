@@ -6,12 +6,13 @@
 import { z } from 'zod';
 import { parseDuration } from '../config/index.js';
 import { ShoalError } from '../errors.js';
+import type { Strategy } from './balancer/backends.js';
 
 /** A duration: milliseconds as a number, or a string such as `500ms`, `5s`, `2m`. */
 export type Duration = number | string;
 
 /** How a service's balancer picks a replica for each request. */
-export type BalancingStrategy = 'least-outstanding' | 'round-robin' | 'sticky';
+export type BalancingStrategy = Strategy;
 
 /** One service as written in `shoal.config.ts`. */
 export interface ServiceConfig {

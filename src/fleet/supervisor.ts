@@ -184,10 +184,10 @@ export class ServiceSupervisor {
   async start(): Promise<number> {
     await Promise.all(this.slots.map((slot) => this.startSlot(slot)));
     await Promise.all(this.slots.map((s) => s.settled));
-    return this.slots.filter((s) => s.current?.state === 'running').length;
+    return this.readyCount();
   }
 
-  /** True while at least one replica is ready. */
+  /** How many replicas are running and ready. */
   readyCount(): number {
     return this.slots.filter((s) => s.current?.state === 'running').length;
   }
