@@ -1,32 +1,47 @@
-// Cost of the observe layer (server-level, as serve() with observeAt: 'server' installs it): requests/s of a Hono hello-world served by @hono/node-server with
-// observe() (request id, one JSON log line per request to a real file, metrics) versus the same
-// app without it. The log file is counted at the end: one line per request served. Servers run in child processes; this process only generates load
-// (autocannon), alternating variants round by round so drift hits both equally.
+// Cost of observing requests: requests/s of a Hono hello-world on @hono/node-server with Shoal's
+// observing (request id, one JSON log line per request to a real file, request metrics) versus the
+// same app without it, same run.
 //
-//   npm run bench:overhead                      5 rounds x 5 s, 50 connections
-//   BENCH_ROUNDS=3 BENCH_SECONDS=3 npm run bench:overhead
+//   observed    what serve() builds by default: createObservedServer (observeAt: 'server')
+//   middleware  the observe() middleware mounted with app.use (observeAt: 'middleware')
+//   bare        the app alone
+//
+// Each server runs in its own child process; this process only generates load (bench/load.ts, a
+// lean keep-alive client, so the server and not the client sets the pace on a 2-core machine).
+// Identical server processes differ by several percent depending on how V8 happened to lay out
+// their hot objects, so every round starts FRESH processes for every variant, warms them up, then
+// measures them one after the other in a rotating order. observed_vs_bare is the median over
+// rounds of the per-round ratio (both measured seconds apart), which cancels the machine's drift.
+// The log file is counted at the end: one line per observed request.
+//
+//   npm run bench:overhead                      10 rounds x 3 s, 50 connections
+//   BENCH_ROUNDS=5 BENCH_SECONDS=2 npm run bench:overhead
 //
 // One JSON line per round, then a last line with the medians and {"observed_vs_bare": ratio}.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runLoad } from './load.js';
 
-type Variant = 'bare' | 'observed';
+const VARIANTS = ['bare', 'observed', 'middleware'] as const;
+type Variant = (typeof VARIANTS)[number];
 
 async function serveVariant(variant: Variant): Promise<void> {
-  const { serve } = await import('@hono/node-server');
+  const { getRequestListener } = await import('@hono/node-server');
   const { Hono } = await import('hono');
   const app = new Hono();
-  let server: ReturnType<typeof serve> | undefined;
-  if (variant === 'observed') {
+  let server: Server;
+  if (variant === 'bare') {
+    app.get('/', (c) => c.text('Hello, world!'));
+    server = createServer(getRequestListener(app.fetch));
+  } else {
     const { createLogDestination, createLogger } = await import('../src/observe/log.js');
     const { createMetrics } = await import('../src/observe/metrics.js');
-    const { observeServer, metricsHandler } = await import('../src/adapters/hono/observe.js');
-    const { getRequestListener } = await import('@hono/node-server');
-    const { createServer } = await import('node:http');
+    const { createObservedServer, metricsHandler, observe } = await import('../src/adapters/hono/observe.js');
     const logger = createLogger({
       service: 'bench',
       instanceId: 'bench-1',
@@ -36,41 +51,34 @@ async function serveVariant(variant: Variant): Promise<void> {
     const metrics = createMetrics({ service: 'bench', instanceId: 'bench-1' });
     metrics.startEventLoopMonitor();
     app.get('/metrics', metricsHandler(metrics));
-    app.get('/', (c) => c.text('Hello, world!'));
-    // What Shoal's serve() builds with observeAt: 'server' (the same listener @hono/node-server
-    // uses for the bare variant, wrapped by the observe layer).
-    const node = createServer(
-      observeServer(app, getRequestListener(app.fetch), {
+    // Default options, as instrument() passes them (no X-Instance-Id unless asked for).
+    if (variant === 'middleware') {
+      app.use(observe({ logger, metrics, instanceId: 'bench-1' }));
+      app.get('/', (c) => c.text('Hello, world!'));
+      server = createServer(getRequestListener(app.fetch));
+    } else {
+      app.get('/', (c) => c.text('Hello, world!'));
+      server = createObservedServer(app, {
         logger,
         metrics,
         instanceId: 'bench-1',
-        instanceHeader: true,
         unobservedRoutes: ['/metrics'],
-      }),
-    );
-    node.listen(0, '127.0.0.1');
-    server = node as unknown as ReturnType<typeof serve>;
-    metrics.trackServer(node);
-  } else {
-    app.get('/', (c) => c.text('Hello, world!'));
-    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+      });
+    }
+    metrics.trackServer(server);
   }
+  server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const addr = server.address();
   process.send?.({ port: typeof addr === 'object' && addr ? addr.port : 0 });
   process.on('message', (m) => {
     if (m === 'stop') process.exit(0);
-    // CPU time spent by the server is far steadier than requests/s on a shared machine.
+    // Server CPU per request is reported next to requests/s: it shows where the time went.
     if (m === 'cpu') {
       const u = process.cpuUsage();
       process.send?.({ cpuUs: u.user + u.system });
     }
   });
-}
-
-// Chosen by the parent, handed to the observed server.
-function logFile(): string {
-  return process.env.BENCH_LOG_FILE ?? join(tmpdir(), `shoal-bench-overhead-${process.pid}.ndjson`);
 }
 
 async function startChild(variant: Variant, file: string): Promise<{ child: ChildProcess; port: number }> {
@@ -87,6 +95,15 @@ async function startChild(variant: Variant, file: string): Promise<{ child: Chil
   return { child, port: msg.port };
 }
 
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = once(child, 'exit');
+  child.send('stop');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -99,113 +116,99 @@ async function serverCpuUs(child: ChildProcess): Promise<number> {
   return (await reply)[0].cpuUs;
 }
 
-async function load(port: number, seconds: number, connections: number) {
-  // No bundled types; the variable specifier keeps the import untyped on purpose.
-  const spec = 'autocannon';
-  const { default: autocannon } = (await import(spec)) as {
-    default: (o: object) => Promise<{
-      requests: { average: number; total: number };
-      latency: { p99: number };
-      errors: number;
-      timeouts: number;
-      non2xx: number;
-    }>;
-  };
-  const r = await autocannon({
-    url: `http://127.0.0.1:${port}/`,
-    connections,
-    duration: seconds,
-    pipelining: 1,
-  });
-  return {
-    rps: r.requests.average,
-    total: r.requests.total,
-    errors: r.errors + r.timeouts + r.non2xx,
-    p99_ms: r.latency.p99,
-  };
-}
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const r1 = (x: number) => Math.round(x * 10) / 10;
 
 async function main(): Promise<void> {
-  const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
-  const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 3);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
-  const file = logFile();
+  const file = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `shoal-bench-overhead-${process.pid}.ndjson`);
   rmSync(file, { force: true });
-  let observedRequests = 0;
-  const servers = {
-    bare: await startChild('bare', file),
-    observed: await startChild('observed', file),
-  };
-  let summary: Record<string, unknown> | undefined;
-  try {
-    // Warm both up (JIT, connection pools) before anything counts.
-    await load(servers.bare.port, 2, connections);
-    observedRequests += (await load(servers.observed.port, 2, connections)).total;
-    const results: Record<Variant, number[]> = { bare: [], observed: [] };
-    const cpu: Record<Variant, number[]> = { bare: [], observed: [] };
-    for (let round = 1; round <= rounds; round++) {
-      // Alternate which variant goes first so neither always runs on a warmer/cooler machine.
-      const order: Variant[] = round % 2 ? ['bare', 'observed'] : ['observed', 'bare'];
-      for (const variant of order) {
-        const cpuBefore = await serverCpuUs(servers[variant].child);
-        const r = await load(servers[variant].port, seconds, connections);
-        const cpuPerReq = (await serverCpuUs(servers[variant].child)) - cpuBefore;
-        const us = r.total > 0 ? cpuPerReq / r.total : 0;
-        results[variant].push(r.rps);
-        if (variant === 'observed') observedRequests += r.total;
-        cpu[variant].push(us);
+  let loggedRequests = 0;
+  const rps: Record<Variant, number[]> = { bare: [], observed: [], middleware: [] };
+  const cpu: Record<Variant, number[]> = { bare: [], observed: [], middleware: [] };
+  const ratios: Record<'observed' | 'middleware', number[]> = { observed: [], middleware: [] };
+  let errors = 0;
+
+  for (let round = 1; round <= rounds; round++) {
+    const servers = await Promise.all(VARIANTS.map((v) => startChild(v, file)));
+    try {
+      const byVariant = Object.fromEntries(VARIANTS.map((v, i) => [v, servers[i]])) as Record<
+        Variant,
+        { child: ChildProcess; port: number }
+      >;
+      // Warm-up: JIT, connection setup. These requests are logged too (counted for the file check).
+      for (const v of VARIANTS) {
+        const w = await runLoad({ port: byVariant[v].port, connections, seconds: 1 });
+        if (v !== 'bare') loggedRequests += w.total;
+      }
+      // Rotate the order so no variant always runs first (or right after a given other one).
+      const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length] as Variant);
+      const got: Partial<Record<Variant, number>> = {};
+      for (const v of order) {
+        const { child, port } = byVariant[v];
+        const before = await serverCpuUs(child);
+        const r = await runLoad({ port, connections, seconds });
+        const us = r.total > 0 ? ((await serverCpuUs(child)) - before) / r.total : 0;
+        if (v !== 'bare') loggedRequests += r.total;
+        errors += r.errors;
+        got[v] = r.rps;
+        rps[v].push(r.rps);
+        cpu[v].push(us);
         console.log(
           JSON.stringify({
             round,
-            variant,
+            variant: v,
             rps: Math.round(r.rps),
-            server_cpu_us_per_req: Math.round(us * 10) / 10,
+            server_cpu_us_per_req: r1(us),
+            p50_ms: r.p50_ms,
             p99_ms: r.p99_ms,
+            client_cpu: r.client_cpu,
             errors: r.errors,
           }),
         );
       }
+      const bare = got.bare as number;
+      ratios.observed.push((got.observed as number) / bare);
+      ratios.middleware.push((got.middleware as number) / bare);
+    } finally {
+      await Promise.all(servers.map((s) => stopChild(s.child)));
     }
-    const bare = median(results.bare);
-    const observed = median(results.observed);
-    summary = {
-      bench: 'overhead',
-      observe_at: 'server',
-      rounds,
-      seconds,
-      connections,
-      bare_rps_median: Math.round(bare),
-      observed_rps_median: Math.round(observed),
-      bare_cpu_us_per_req_median: Math.round(median(cpu.bare) * 10) / 10,
-      observed_cpu_us_per_req_median: Math.round(median(cpu.observed) * 10) / 10,
-      // Requests/s the server could do on the same CPU budget, observed relative to bare.
-      cpu_efficiency_observed_vs_bare: Math.round((median(cpu.bare) / median(cpu.observed)) * 1000) / 1000,
-      observed_vs_bare: Math.round((observed / bare) * 1000) / 1000,
-    };
-  } finally {
-    // Let children exit on their own first (so --cpu-prof flags can write their profiles).
-    await Promise.all(
-      Object.values(servers).map(async ({ child }) => {
-        const exited = once(child, 'exit');
-        child.send('stop');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }),
-    );
   }
-  // The observed server flushed its log on exit: every request it answered must be in the file.
+
+  // The observing servers flushed their logs on exit: every request they answered must be there.
   const logLines = readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l.includes('"msg":"request"')).length;
   if (!process.env.BENCH_LOG_FILE) rmSync(file, { force: true });
-  console.log(JSON.stringify({ observed_requests: observedRequests, request_log_lines: logLines }));
-  if (summary) console.log(JSON.stringify({ ...summary, request_log_lines: logLines }));
+  console.log(
+    JSON.stringify({
+      bench: 'overhead',
+      rounds,
+      seconds,
+      connections,
+      errors,
+      logged_requests: loggedRequests,
+      request_log_lines: logLines,
+      bare_rps_median: Math.round(median(rps.bare)),
+      observed_rps_median: Math.round(median(rps.observed)),
+      middleware_rps_median: Math.round(median(rps.middleware)),
+      bare_cpu_us_per_req_median: r1(median(cpu.bare)),
+      observed_cpu_us_per_req_median: r1(median(cpu.observed)),
+      middleware_cpu_us_per_req_median: r1(median(cpu.middleware)),
+      middleware_vs_bare: r3(median(ratios.middleware)),
+      observed_vs_bare_of_medians: r3(median(rps.observed) / median(rps.bare)),
+      // The headline: serve()'s default observing, median of the per-round ratios.
+      observed_vs_bare: r3(median(ratios.observed)),
+    }),
+  );
 }
 
 const serveIdx = process.argv.indexOf('--serve');
 if (serveIdx >= 0) {
-  await serveVariant(process.argv[serveIdx + 1] === 'observed' ? 'observed' : 'bare');
+  const v = process.argv[serveIdx + 1] as Variant;
+  await serveVariant(VARIANTS.includes(v) ? v : 'bare');
 } else {
   await main();
 }

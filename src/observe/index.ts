@@ -15,7 +15,12 @@ export {
   type RedactorOptions,
 } from './log.js';
 export { createMetrics, type Metrics, type MetricsOptions, type Registry } from './metrics.js';
-export { acceptRequestId, isWellFormedRequestId, REQUEST_ID_HEADER } from './request-id.js';
+export {
+  acceptRequestId,
+  createRequestIdMinter,
+  isWellFormedRequestId,
+  REQUEST_ID_HEADER,
+} from './request-id.js';
 export {
   type RequestSpan,
   startTracing,

@@ -156,9 +156,10 @@ export function createRedactor(options: RedactorOptions = {}): (line: string) =>
 }
 
 // Set on loggers made by createLogger: writes one finished NDJSON line to the logger's stream,
-// through the same redaction screen pino's own lines pass.
+// through the same redaction screen pino's own lines pass unless the caller vouches for it.
 const RAW_LINE = Symbol('shoal.log.rawLine');
-type RawLineSink = (line: string) => void;
+type RawLineSink = (line: string, screened?: boolean) => void;
+const SCRUB = Symbol('shoal.log.scrub');
 
 /**
  * Create the service's root logger: JSON lines with `service` and `instance_id` on every line,
@@ -182,10 +183,11 @@ export function createLogger(opts: LoggerOptions): Logger {
   const logger = opts.destination ? pino(options, opts.destination as DestinationStream) : pino(options);
   const stream = (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym];
   if (stream && typeof stream.write === 'function') {
-    const sink: RawLineSink = (line) => {
-      stream.write(scrub(line));
+    const sink: RawLineSink = (line, screened) => {
+      stream.write(screened === true ? line : scrub(line));
     };
     Object.defineProperty(logger, RAW_LINE, { value: sink });
+    Object.defineProperty(logger, SCRUB, { value: scrub });
   }
   return logger;
 }
@@ -195,6 +197,10 @@ export function createLogger(opts: LoggerOptions): Logger {
  * would write them, minus pino's generic serialisation. `fieldsJson` is the already-serialised
  * object body starting with a comma (`,"status":200`). Undefined for loggers not made by
  * {@link createLogger} (their format is unknown; call the logger instead).
+ *
+ * The caller vouches for `fieldsJson`: its keys are fixed non-sensitive names and its values
+ * cannot be credentials, so the line skips the redaction screen (only the logger's bindings are
+ * screened, once per distinct set). Anything user-supplied belongs in an ordinary log call.
  *
  * @example
  * const write = requestLineWriter(logger);
@@ -206,12 +212,31 @@ export function requestLineWriter(
   const sink = (logger as unknown as Record<symbol, RawLineSink | undefined>)[RAW_LINE];
   if (!sink) return undefined;
   const chindingsSym = pino.symbols.chindingsSym;
+  const scrub = (logger as unknown as Record<symbol, ((line: string) => string) | undefined>)[SCRUB];
+  // The caller's fields are fixed keys with safe values (see above); only the logger's bindings
+  // can hold a sensitive key. They are checked once per distinct bindings string.
+  let checkedBindings: string | undefined;
+  let bindingsClean = false;
+  let lastMsg = '';
+  let lastMsgJson = '""';
   return (level, fieldsJson, msg) => {
     // Checked per line: the level can change at runtime.
     if (!logger.isLevelEnabled(level)) return;
     // The logger's bindings (service, instance_id, and any child bindings) as pino serialised them.
     const bindings = (logger as unknown as Record<symbol, string>)[chindingsSym] ?? '';
-    sink(`{"level":"${level}","time":${Date.now()}${bindings}${fieldsJson},"msg":${JSON.stringify(msg)}}\n`);
+    if (bindings !== checkedBindings) {
+      checkedBindings = bindings;
+      const probe = `{"b":0${bindings}}\n`;
+      bindingsClean = scrub !== undefined && scrub(probe) === probe;
+    }
+    if (msg !== lastMsg) {
+      lastMsg = msg;
+      lastMsgJson = JSON.stringify(msg);
+    }
+    sink(
+      `{"level":"${level}","time":${Date.now()}${bindings}${fieldsJson},"msg":${lastMsgJson}}\n`,
+      bindingsClean,
+    );
   };
 }
 
@@ -221,7 +246,7 @@ export interface LogDestinationOptions {
   path?: string;
   /** An open file descriptor, e.g. 1 for stdout. Not closed by `end()`. */
   fd?: number;
-  /** Write out once this many characters are buffered; default 16384. 0 writes every line at once. */
+  /** Write out once this many characters are buffered; default 65536. 0 writes every line at once. */
   bufferSize?: number;
   /** Also write out at least this often (ms), so a quiet service's lines are not held back; default 250. */
   flushIntervalMs?: number;
@@ -264,21 +289,23 @@ export function createLogDestination(opts: LogDestinationOptions): LogDestinatio
   }
   const ownFd = opts.path !== undefined;
   const fd = opts.path !== undefined ? openSync(opts.path, 'a') : (opts.fd as number);
-  const limit = opts.bufferSize ?? 16_384;
-  let pending = '';
+  const limit = opts.bufferSize ?? 65_536;
+  // Lines are encoded into one reusable buffer as they arrive, so a waiting line is a few bytes
+  // in a buffer rather than a string the garbage collector keeps copying until the next flush.
+  const buf = Buffer.allocUnsafe(limit + 16_384);
+  let used = 0;
   let pendingLines = 0;
   let dropped = 0;
   let closed = false;
   const pause = new Int32Array(new SharedArrayBuffer(4));
 
-  const writeAll = (text: string) => {
-    const buf = Buffer.from(text, 'utf8');
+  const writeAll = (bytes: Buffer, length: number) => {
     let off = 0;
     // Regular files take the whole batch at once; pipes and ttys may take part of it or answer
     // EAGAIN, in which case wait a moment and go on (blocking, as a synchronous logger does).
-    while (off < buf.length) {
+    while (off < length) {
       try {
-        off += writeSync(fd, buf, off);
+        off += writeSync(fd, bytes, off, length - off);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
         Atomics.wait(pause, 0, 0, 1);
@@ -287,16 +314,26 @@ export function createLogDestination(opts: LogDestinationOptions): LogDestinatio
   };
 
   const flushSync = () => {
-    if (pending === '') return;
-    const text = pending;
+    if (used === 0) return;
+    const length = used;
     const lines = pendingLines;
-    pending = '';
+    used = 0;
     pendingLines = 0;
     try {
-      writeAll(text);
+      writeAll(buf, length);
     } catch {
       // Logging never throws into request handling; the count says what was lost.
       dropped += lines;
+    }
+  };
+
+  // A line that cannot fit the buffer (or any line with bufferSize 0) is written on its own.
+  const writeAlone = (line: string) => {
+    const bytes = Buffer.from(line, 'utf8');
+    try {
+      writeAll(bytes, bytes.length);
+    } catch {
+      dropped++;
     }
   };
 
@@ -310,9 +347,17 @@ export function createLogDestination(opts: LogDestinationOptions): LogDestinatio
         dropped++;
         return false;
       }
-      pending += line;
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+      if (used + line.length * 3 > buf.length) {
+        flushSync();
+        if (line.length * 3 > buf.length) {
+          writeAlone(line);
+          return true;
+        }
+      }
+      used += buf.write(line, used);
       pendingLines++;
-      if (pending.length >= limit) flushSync();
+      if (used >= limit) flushSync();
       return true;
     },
     flush(cb) {

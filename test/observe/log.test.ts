@@ -9,7 +9,11 @@ import {
   createRedactor,
   requestLineWriter,
 } from '../../src/observe/log.js';
-import { acceptRequestId, isWellFormedRequestId } from '../../src/observe/request-id.js';
+import {
+  acceptRequestId,
+  createRequestIdMinter,
+  isWellFormedRequestId,
+} from '../../src/observe/request-id.js';
 import { captureSink } from './helpers.js';
 
 test('every line carries service and instance_id; the logger satisfies the contracts Logger', () => {
@@ -82,6 +86,30 @@ test('request ids: well-formed ones are kept, others replaced by a UUID', () => 
     assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   }
   assert.notEqual(acceptRequestId(undefined), acceptRequestId(undefined));
+});
+
+test('createRequestIdMinter: UUIDv7 ids, unique, time-ordered, distinct between generators', () => {
+  const v7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  const a = createRequestIdMinter();
+  const b = createRequestIdMinter();
+  const seen = new Set<string>();
+  const before = Date.now();
+  let previous = '';
+  for (let i = 0; i < 100_000; i++) {
+    const id = a();
+    assert.ok(v7.test(id), id);
+    assert.ok(!seen.has(id), `duplicate ${id}`);
+    seen.add(id);
+    // The counter may wrap inside one millisecond only after 2^26 ids; the time prefix never goes back here.
+    assert.ok(id.slice(0, 13) >= previous.slice(0, 13), 'time prefix does not go backwards');
+    previous = id;
+  }
+  const ms = Number.parseInt(previous.slice(0, 8) + previous.slice(9, 13), 16);
+  assert.ok(ms >= before && ms <= Date.now(), 'the first 48 bits are the Unix time in ms');
+  for (let i = 0; i < 1000; i++) assert.ok(!seen.has(b()), 'another generator does not repeat these ids');
+  assert.ok(isWellFormedRequestId(a()));
+  assert.equal(acceptRequestId('keep-me', a), 'keep-me');
+  assert.match(acceptRequestId('bad id', a), v7);
 });
 
 test('createLogDestination batches lines, writes them on flush(), on size and when the process exits', async () => {

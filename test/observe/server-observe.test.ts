@@ -1,11 +1,16 @@
-// Server-level observing (serve() with observeAt: 'server'): same request line, headers and metrics
-// as the middleware, without a '*' middleware in the app; handlers use requestIdOf/logOf.
+// Server-level observing (serve()'s default, observeAt: 'server'): same request line, headers and
+// metrics as the middleware, without a '*' middleware in the app; handlers use requestIdOf/logOf.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { test } from 'node:test';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
-import { logOf, requestIdOf } from '../../src/adapters/hono/observe.js';
+import { createObservedServer, logOf, requestIdOf } from '../../src/adapters/hono/observe.js';
 import { instrument, serve } from '../../src/adapters/hono/serve.js';
 import { createLogger } from '../../src/observe/log.js';
+import { createMetrics } from '../../src/observe/metrics.js';
 import { createShoal } from '../../src/runtime.js';
 import { captureSink, until } from './helpers.js';
 
@@ -78,7 +83,7 @@ test("observeAt: 'server' logs one line per request with the matched route, sets
   }
 });
 
-test('requestIdOf/logOf also work with the observe middleware (default mode)', async () => {
+test("requestIdOf/logOf also work with the observe middleware (observeAt: 'middleware')", async () => {
   const sink = captureSink();
   const logger = createLogger({ service: 'srv-test', instanceId: 'inst-3', destination: sink.stream });
   const shoal = createShoal({
@@ -87,7 +92,7 @@ test('requestIdOf/logOf also work with the observe middleware (default mode)', a
     exit: () => {},
   });
   const app = new Hono();
-  instrument(app, shoal);
+  instrument(app, shoal, { observeAt: 'middleware' });
   app.get('/who', (c) => {
     logOf(c)?.info('who');
     return c.json({ a: requestIdOf(c), b: c.get('requestId' as never) });
@@ -100,5 +105,138 @@ test('requestIdOf/logOf also work with the observe middleware (default mode)', a
     assert.equal(sink.lines().find((l) => l.msg === 'who')?.request_id, 'mw-1');
   } finally {
     await shoal.shutdown.shutdown('test');
+  }
+});
+
+test("createObservedServer: ids on every way a response can start, the app's own id kept, UUIDv7 when minted", async () => {
+  const sink = captureSink();
+  const logger = createLogger({ service: 'srv-test', instanceId: 'inst-5', destination: sink.stream });
+  const metrics = createMetrics({ service: 'srv-test', instanceId: 'inst-5', processMetrics: false });
+  const app = new Hono();
+  app.get('/plain', (c) => c.text('plain'));
+  app.get('/own', (c) => c.text('own', 200, { 'X-Request-Id': 'app-chosen' }));
+  app.get('/stream', (c) =>
+    c.body(
+      new ReadableStream({
+        start(ctl) {
+          ctl.enqueue(new TextEncoder().encode('chunk'));
+          ctl.close();
+        },
+      }),
+    ),
+  );
+  // A raw Node listener exercising writeHead(status, reason, [pairs]) and implicit headers.
+  const raw = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === '/pairs') {
+      res.writeHead(201, 'Made', [['Content-Type', 'text/plain']]);
+      res.end('pairs');
+    } else if (req.url === '/flat') {
+      res.writeHead(202, ['Content-Type', 'text/plain']);
+      res.end('flat');
+    } else if (req.url === '/implicit') {
+      res.setHeader('Content-Type', 'text/plain');
+      res.end('implicit');
+    } else {
+      return getRequestListener(app.fetch)(req, res);
+    }
+  };
+  const server = createObservedServer(app, {
+    logger,
+    metrics,
+    instanceId: 'inst-5',
+    instanceHeader: true,
+    listener: raw,
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    for (const [path, status] of [
+      ['/plain', 200],
+      ['/stream', 200],
+      ['/pairs', 201],
+      ['/flat', 202],
+      ['/implicit', 200],
+    ] as const) {
+      const res = await fetch(`${base}${path}`, { headers: { 'X-Request-Id': `id-${path.slice(1)}` } });
+      assert.equal(res.status, status, path);
+      assert.equal(res.headers.get('x-request-id'), `id-${path.slice(1)}`, `${path} echoes the id`);
+      assert.equal(res.headers.get('x-instance-id'), 'inst-5', `${path} names the instance`);
+      await res.text();
+    }
+    const own = await fetch(`${base}/own`, { headers: { 'X-Request-Id': 'caller' } });
+    assert.equal(
+      own.headers.get('x-request-id'),
+      'app-chosen',
+      "a response's own X-Request-Id wins, sent once",
+    );
+    await own.text();
+    const minted = await fetch(`${base}/plain`);
+    const id = minted.headers.get('x-request-id') ?? '';
+    assert.match(
+      id,
+      /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      'minted ids are UUIDv7',
+    );
+    const ms = Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+    assert.ok(Math.abs(ms - Date.now()) < 60_000, 'UUIDv7 carries the current time');
+    await minted.text();
+    await until(() => sink.lines().filter((l) => l.msg === 'request').length >= 7);
+    const lines = sink.lines().filter((l) => l.msg === 'request');
+    assert.deepEqual(
+      lines.map((l) => [l.request_id, l.status]),
+      [
+        ['id-plain', 200],
+        ['id-stream', 200],
+        ['id-pairs', 201],
+        ['id-flat', 202],
+        ['id-implicit', 200],
+        ['caller', 200],
+        [id, 200],
+      ],
+    );
+  } finally {
+    server.close();
+  }
+});
+
+test('createObservedServer: a client that leaves early is logged once as 499 and leaves the in-flight gauge at 0', async () => {
+  const sink = captureSink();
+  const logger = createLogger({ service: 'srv-test', instanceId: 'inst-6', destination: sink.stream });
+  const metrics = createMetrics({ service: 'srv-test', instanceId: 'inst-6', processMetrics: false });
+  const app = new Hono();
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  app.get('/slow', async (c) => {
+    await held;
+    return c.text('late');
+  });
+  const server = createObservedServer(app, { logger, metrics, instanceId: 'inst-6' });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: gone-1\r\n\r\n');
+    const inFlight = async () =>
+      /shoal_http_requests_in_flight\{[^}]*\} (\d+)/.exec(await metrics.render())?.[1];
+    for (let i = 0; i < 300 && (await inFlight()) !== '1'; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await inFlight(), '1', 'the request is in flight');
+    socket.destroy();
+    await until(() => sink.lines().some((l) => l.msg === 'request'));
+    release();
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = sink.lines().filter((l) => l.msg === 'request');
+    assert.equal(lines.length, 1, 'one line, even though the handler finished afterwards');
+    assert.equal(lines[0]?.request_id, 'gone-1');
+    assert.equal(lines[0]?.status, 499);
+    assert.equal(lines[0]?.route, '/slow');
+    assert.equal(await inFlight(), '0', 'the gauge is back to 0');
+  } finally {
+    release();
+    server.close();
   }
 });

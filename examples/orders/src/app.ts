@@ -10,6 +10,7 @@ import {
   idempotency,
   identityFromBearer,
   instrument,
+  requestIdOf,
 } from 'shoal/hono';
 import type { Idempotency } from 'shoal/idempotency';
 import type { PgClient } from 'shoal/postgres';
@@ -29,7 +30,7 @@ export interface AppDeps {
   idempotency: Idempotency<PgClient>;
 }
 
-type Env = { Variables: IdempotencyVariables<PgClient> & { requestId: string } };
+type Env = { Variables: IdempotencyVariables<PgClient> };
 
 function invalid(detail: string, errors?: unknown): Response {
   return problemResponse(
@@ -75,7 +76,7 @@ export function buildApp({ runtime, rateLimits, idempotency: idem }: AppDeps): H
   app.use('/api/*', rateLimits.middleware);
 
   app.get('/api/whoami', (c) =>
-    c.json({ instance: runtime.instanceId, requestId: c.get('requestId'), ip: clientIpOf(c, ipOf) }),
+    c.json({ instance: runtime.instanceId, requestId: requestIdOf(c), ip: clientIpOf(c, ipOf) }),
   );
 
   app.post(

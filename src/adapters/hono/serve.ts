@@ -4,13 +4,12 @@
  */
 
 import type { Server } from 'node:http';
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdaptorServer, getRequestListener } from '@hono/node-server';
+import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { ShoalRuntime } from '../../runtime.js';
 import { healthRoutes } from './health.js';
-import { metricsHandler, observe, observeServer } from './observe.js';
+import { createObservedServer, metricsHandler, observe } from './observe.js';
 
 // Marks an app that `instrument` already set up (value: where requests are observed); stored on
 // the app object the user owns.
@@ -18,12 +17,13 @@ const INSTRUMENTED = Symbol.for('shoal.instrumented');
 
 /**
  * Where request ids, request log lines and request metrics are produced:
- * - `'middleware'` (default): a `'*'` Hono middleware ({@link observe}); works with any server and
- *   runtime, sets `c.var.requestId` / `c.var.log`, supports tracing.
- * - `'server'`: Shoal's {@link serve} wraps the Node request listener ({@link observeServer}); the
- *   app keeps Hono's single-handler fast path (measurably less CPU per request). Handlers read the
- *   id and logger with `requestIdOf(c)` / `logOf(c)`; `c.var.requestId` is NOT set. Only takes
- *   effect when the app is started with `serve()`.
+ * - `'server'` (default): Shoal's {@link serve} builds the Node server with
+ *   {@link createObservedServer}, which does the work in the server's response object. The app
+ *   keeps Hono's fast path for single-handler routes (about half the CPU cost per request of the
+ *   middleware, see docs/logging.md). Handlers read the id and logger with `requestIdOf(c)` /
+ *   `logOf(c)`; `c.var.requestId` is NOT set. Requests reach the observer only through `serve()`.
+ * - `'middleware'`: a `'*'` Hono middleware ({@link observe}); works with any server and runtime
+ *   (and `app.request()` in tests), sets `c.var.requestId` / `c.var.log`, supports tracing.
  */
 export type ObserveAt = 'middleware' | 'server';
 
@@ -40,7 +40,7 @@ export interface InstrumentOptions {
   instanceHeader?: boolean;
   /** Path of the Prometheus endpoint (default `/metrics`; `false` to leave it out). */
   metricsPath?: string | false;
-  /** Where requests are observed (default `'middleware'`); see {@link ObserveAt}. */
+  /** Where requests are observed (default `'server'`); see {@link ObserveAt}. */
   observeAt?: ObserveAt;
 }
 
@@ -58,7 +58,7 @@ export interface InstrumentOptions {
 export function instrument(app: Hono, runtime: ShoalRuntime, options: InstrumentOptions = {}): Hono {
   const marked = app as unknown as Record<symbol, Instrumented | undefined>;
   if (marked[INSTRUMENTED]) return app;
-  const observeAt = options.observeAt ?? 'middleware';
+  const observeAt = options.observeAt ?? 'server';
   const before = app.routes.length;
   app.route('/', healthRoutes(runtime.health));
   const metricsPath = options.metricsPath ?? '/metrics';
@@ -134,16 +134,14 @@ export async function serve(app: Hono, runtime: ShoalRuntime, options: ServeOpti
   let server: Server;
   const instrumented = marked[INSTRUMENTED];
   if (instrumented?.observeAt === 'server') {
-    server = createServer(
-      observeServer(app, getRequestListener(app.fetch), {
-        logger: runtime.log,
-        metrics: runtime.metrics,
-        instanceId: runtime.instanceId,
-        instanceHeader: instrumented.instanceHeader,
-        // Probes and /metrics stay out of the request log, as in middleware mode.
-        unobservedRoutes: instrumented.quiet,
-      }),
-    );
+    server = createObservedServer(app, {
+      logger: runtime.log,
+      metrics: runtime.metrics,
+      instanceId: runtime.instanceId,
+      instanceHeader: instrumented.instanceHeader,
+      // Probes and /metrics stay out of the request log, as in middleware mode.
+      unobservedRoutes: instrumented.quiet,
+    });
   } else {
     server = createAdaptorServer({ fetch: app.fetch }) as Server;
   }
