@@ -299,10 +299,7 @@ export class RateLimiter {
       this.#breaker.success();
     } catch (err) {
       const timeout = err instanceof DeadlineExceeded;
-      this.#metrics.redisSeconds.observe(
-        { result: timeout ? 'timeout' : 'error' },
-        (performance.now() - started) / 1000,
-      );
+      this.#metrics.observeRedis(timeout ? 'timeout' : 'error', (performance.now() - started) / 1000);
       this.#breaker.failure(timeout ? `deadline ${this.deadlineMs} ms exceeded` : (err as Error).message);
       return this.#fallback(entries, timeout ? 'timeout' : 'error');
     }

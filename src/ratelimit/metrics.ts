@@ -6,8 +6,8 @@
  * registry is read (its `collect` hook): a prom-client `inc()` hashes the label set on every
  * call, which cost about 40 % of a decision's JavaScript time.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { registeredMetric as reuse } from '../util/metrics.js';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { registeredMetric as reuse, SeriesHistogram } from '../util/metrics.js';
 
 type Labels = Record<string, string>;
 
@@ -59,7 +59,7 @@ export class RateLimitMetrics {
   readonly decisions: Counter<'limit' | 'outcome' | 'source'>;
   readonly nearLimit: Counter<'limit'>;
   readonly shadowRejections: Counter<'limit'>;
-  readonly redisSeconds: Histogram<'result'>;
+  readonly redisSeconds: SeriesHistogram<'result'>;
   readonly fallback: Counter<'limit' | 'policy' | 'reason'>;
   readonly breakerTransitions: Counter<'to'>;
   readonly breakerOpen: Gauge;
@@ -98,7 +98,7 @@ export class RateLimitMetrics {
       registry,
       'shoal_ratelimit_redis_duration_seconds',
       (registers) =>
-        new Histogram({
+        new SeriesHistogram({
           name: 'shoal_ratelimit_redis_duration_seconds',
           help: 'Latency of the rate-limit decision round trip to Redis',
           labelNames: ['result'],
@@ -147,18 +147,16 @@ export class RateLimitMetrics {
 
   /** Redis latency; the common `ok` child is cached. */
   observeRedis(result: 'ok' | 'timeout' | 'error', seconds: number): void {
-    if (result === 'ok') {
-      this.#redisOkChild ??= this.redisSeconds.labels({ result: 'ok' });
-      this.#redisOkChild.observe(seconds);
-    } else this.redisSeconds.observe({ result }, seconds);
+    let record = this.#redisSeries.get(result);
+    if (record === undefined) {
+      record = this.redisSeconds.series({ result });
+      this.#redisSeries.set(result, record);
+    }
+    record(seconds);
   }
 
-  #redisOkChild: { observe(v: number): void } | undefined;
+  readonly #redisSeries = new Map<string, (seconds: number) => void>();
 
-  /**
-   * Count one decision verdict. Cells are found by the limit name (a stable string whose hash
-   * is cached) and a constant slot, so the hot path builds no strings.
-   */
   decision(limit: string, outcome: DecisionOutcome, source: DecisionSourceLabel): void {
     let slots = this.#decisionCells.get(limit);
     if (!slots) {

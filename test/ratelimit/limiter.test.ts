@@ -148,3 +148,46 @@ test('admin block rejects a key for a duration, then it recovers', async () => {
   await new Promise((r) => setTimeout(r, 350));
   assert.equal((await l.check({ k: 'bad' })).allowed, true);
 });
+
+test('state keys always expire: the first write of a (sub-)window sets the TTL, later writes keep it', async () => {
+  // 2 s windows: sliding sub-windows of 200 ms, fixed windows of 2 s.
+  const l = make({
+    limits: {
+      s: { limit: '1000/2s', algorithm: 'sliding-window' },
+      f: { limit: '1000/2s', algorithm: 'fixed-window' },
+      g: { limit: '1000/2s', algorithm: 'gcra' },
+    },
+  });
+  const nowMs = async () => {
+    const [sec, usec] = (await admin.time()) as [number | string, number | string];
+    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  };
+  // Start just after a 2 s boundary, so the next ~150 ms are inside one sliding sub-window and one fixed window.
+  const t = await nowMs();
+  await new Promise((r) => setTimeout(r, 2000 - (t % 2000) + 10));
+  const subject = `ttl-${Date.now()}`;
+  assert.equal((await l.check({ s: subject, f: subject, g: subject })).allowed, true);
+  const key = (name: string) => l.keys.state(name, subject);
+  const first = {
+    s: await admin.pttl(key('s')),
+    f: await admin.pttl(key('f')),
+    g: await admin.pttl(key('g')),
+  };
+  for (const [name, ttl] of Object.entries(first)) assert.ok(ttl > 0, `${name} has a TTL (${ttl})`);
+  assert.ok(first.s > 2000 && first.s <= 2200, `sliding TTL is window + one sub-window (${first.s})`);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal((await l.check({ s: subject, f: subject, g: subject })).allowed, true);
+  const same = { s: await admin.pttl(key('s')), f: await admin.pttl(key('f')) };
+  assert.ok(
+    same.s > 0 && same.s <= first.s - 50,
+    `same sub-window: the TTL is kept, not reset (${first.s} -> ${same.s})`,
+  );
+  assert.ok(same.f > 0 && same.f <= first.f - 50, `same window: the TTL is kept (${first.f} -> ${same.f})`);
+  // Into the next sliding sub-window: the TTL is set again from this write.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await l.check({ s: subject, f: subject, g: subject })).allowed, true);
+  const next = await admin.pttl(key('s'));
+  // Kept rather than reset, it would now be about 200 ms lower than before.
+  assert.ok(next > same.s, `a new sub-window sets the TTL afresh (${same.s} -> ${next})`);
+  for (const name of ['s', 'f', 'g']) assert.ok((await admin.pttl(key(name))) > 0, `${name} still expires`);
+});

@@ -9,7 +9,8 @@
 -- ARGV[1]  the request, struct-packed: B charge (1 = decide and charge, 0 = peek, never write),
 --          then per limit i '<BddddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst,
 --          cost, shadow (1 = evaluate and count but never reject)
--- ARGV[1 + i]  ttl_ms of limit i's state key, as text (SET ... PX takes it as is)
+-- ARGV[1 + i]  ttl_ms of limit i's state key, as text (SET ... PX takes it as is); set by the
+--          first write of each (sub-)window, which outlives the (sub-)window's later writes
 -- returns  one string of '<d' values: allowed (1/0), index of the first enforcing limit that
 --          rejected (1-based, 0 none), now_ms, then 6 per limit: ok (1/0), remaining, reset_ms,
 --          retry_ms, retry1_ms, stamp
@@ -57,6 +58,9 @@ end
 local vals = call('MGET', tunpack(keys))
 local out = { 1, 0, floor(now / 1000) }
 local writes = {}
+-- true: the key already carries a TTL that outlives this write (set by the first write of the
+-- current (sub-)window), so SET ... KEEPTTL, which costs Redis less than SET ... PX
+local keep = {}
 local allowed = 1
 local rejected = 0
 
@@ -91,6 +95,7 @@ for i = 1, n do
           ok, retry, retry1 = 1, 0, 0
           remaining = max(0, floor(L - est - c))
           writes[i] = pack(SLIDING, j, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 + c)
+          keep[i] = true
         else
           ok = 0
           local counts = { [0] = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
@@ -166,7 +171,10 @@ for i = 1, n do
       local cur = 0
       if raw and #raw == 12 then
         local sw, sc = sunpack('<dI4', raw)
-        if sw == w then cur = sc end
+        if sw == w then
+          cur = sc
+          keep[i] = true
+        end
       end
       local elapsed = now - w * W
       if cur + c <= L then ok = 1 else ok = 0 end
@@ -198,7 +206,9 @@ end
 if charge and allowed == 1 then
   for i = 1, n do
     local wr = writes[i]
-    if wr then call('SET', keys[i], wr, 'PX', ARGV[1 + i]) end
+    if wr then
+      if keep[i] then call('SET', keys[i], wr, 'KEEPTTL') else call('SET', keys[i], wr, 'PX', ARGV[1 + i]) end
+    end
   end
 end
 
