@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import { isShoalError } from '../../src/errors.js';
 import { migrateToolkit, runMigrations } from '../../src/stores/postgres/migrate.js';
 import { createPool } from '../../src/stores/postgres/pool.js';
+import { lineSplitter } from '../../src/util/lines.js';
 import { type TestSchema, testSchema } from '../helpers/stores.js';
 import { SAMPLE_MIGRATIONS } from './fixtures/sample-migrations.js';
 
@@ -28,17 +29,14 @@ async function schema(): Promise<TestSchema> {
 function lines(child: ChildProcess): { next(): Promise<string>; all: string[] } {
   const all: string[] = [];
   const waiters: ((l: string) => void)[] = [];
-  let buf = '';
   child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    buf += chunk;
-    for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
+  child.stdout?.on(
+    'data',
+    lineSplitter((line) => {
       all.push(line);
       waiters.shift()?.(line);
-    }
-  });
+    }).push,
+  );
   let read = 0;
   return {
     all,

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { isShoalError } from '../../src/errors.js';
 import { runMigrations } from '../../src/stores/postgres/migrate.js';
 import { type ResolvedStore, resolvePostgres, resolveRedis } from '../../src/stores/resolve.js';
+import { lineSplitter } from '../../src/util/lines.js';
 import { freePort } from '../helpers/private-redis.js';
 import { DATABASE_URL, REDIS_URL } from '../helpers/stores.js';
 import { SAMPLE_MIGRATIONS } from './fixtures/sample-migrations.js';
@@ -77,25 +78,22 @@ function runChild(kind: 'redis' | 'postgres', mode: 'exit' | 'wait' | 'handler')
   );
   children.push(child);
   const lines: string[] = [];
-  let buf = '';
   let resolveInfo: (v: ChildRun['info'] extends Promise<infer T> ? T : never) => void = () => {};
   const info = new Promise<Awaited<ChildRun['info']>>((res) => {
     resolveInfo = res;
   });
   child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    buf += chunk;
-    for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
+  child.stdout?.on(
+    'data',
+    lineSplitter((line) => {
       lines.push(line);
       if (lines.length === 1) {
         const parsed = JSON.parse(line);
         pids.push(parsed.pid);
         resolveInfo(parsed);
       }
-    }
-  });
+    }).push,
+  );
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
     child.once('exit', (code, signal) => res({ code, signal })),
   );
