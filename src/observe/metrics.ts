@@ -15,10 +15,15 @@ import {
   Histogram,
   type MetricObjectWithValues,
   type MetricValue,
-  type MetricValueWithName,
   Registry,
 } from 'prom-client';
 import type { RedisClient } from '../stores/redis/client.js';
+import {
+  exportedHistogram,
+  exportedMetric,
+  type HistogramSeries,
+  recordObservation,
+} from '../util/metrics.js';
 
 export type { Registry } from 'prom-client';
 
@@ -72,12 +77,8 @@ const REDIS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 type RequestLabel = 'route' | 'method' | 'status';
 
 /** One route/method/status series: plain numbers, updated per request without label hashing. */
-interface RequestSeries {
+interface RequestSeries extends HistogramSeries<RequestLabel> {
   labels: Record<RequestLabel, string>;
-  count: number;
-  sum: number;
-  /** Per-bucket (not cumulative) counts, one slot per upper bound. */
-  buckets: Float64Array;
 }
 
 /**
@@ -113,16 +114,7 @@ class RequestSeriesTable {
       byStatus.set(status, s);
       this.all.push(s);
     }
-    s.count++;
-    s.sum += seconds;
-    const bounds = this.bounds;
-    const buckets = s.buckets;
-    for (let i = 0; i < bounds.length; i++) {
-      if (seconds <= (bounds[i] as number)) {
-        buckets[i] = (buckets[i] as number) + 1;
-        break;
-      }
-    }
+    recordObservation(s, this.bounds, seconds);
   }
 
   clear(): void {
@@ -134,17 +126,6 @@ class RequestSeriesTable {
 type CounterConfig = ConstructorParameters<typeof Counter<RequestLabel>>[0];
 type HistogramConfig = ConstructorParameters<typeof Histogram<RequestLabel>>[0];
 
-// What the registry reads from a metric's get(); prom-client's typings name it loosely.
-function exported<T>(config: { name: string; help: string }, type: string, values: T[]) {
-  return {
-    name: config.name,
-    help: config.help,
-    type,
-    values,
-    aggregator: 'sum',
-  } as unknown as MetricObjectWithValues<MetricValue<string>> & { values: T[] };
-}
-
 class RequestCounter extends Counter<RequestLabel> {
   constructor(
     private readonly config: CounterConfig,
@@ -153,7 +134,7 @@ class RequestCounter extends Counter<RequestLabel> {
     super(config);
   }
   override async get() {
-    return exported(
+    return exportedMetric(
       this.config,
       'counter',
       this.table.all.map((s) => ({ labels: s.labels, value: s.count })),
@@ -174,23 +155,7 @@ class RequestHistogram extends Histogram<RequestLabel> {
     super(config);
   }
   override async get() {
-    const name = this.config.name;
-    const bucketName = `${name}_bucket`;
-    const values: MetricValueWithName<RequestLabel | 'le'>[] = [];
-    const bounds = this.table.bounds;
-    for (const s of this.table.all) {
-      let acc = 0;
-      for (let i = 0; i < bounds.length; i++) {
-        acc += s.buckets[i] as number;
-        values.push({ labels: { ...s.labels, le: bounds[i] as number }, value: acc, metricName: bucketName });
-      }
-      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: bucketName });
-      values.push({ labels: s.labels, value: s.sum, metricName: `${name}_sum` });
-      values.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
-    }
-    return exported(this.config, 'histogram', values) as unknown as MetricObjectWithValues<
-      MetricValueWithName<RequestLabel>
-    >;
+    return exportedHistogram<RequestLabel>(this.config, this.table.bounds, this.table.all);
   }
   // The registry prefers this for the text format; the table has one shape for both.
   getForPromString() {

@@ -1,4 +1,10 @@
-import { Histogram, type MetricObjectWithValues, type MetricValueWithName, type Registry } from 'prom-client';
+import {
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type MetricValueWithName,
+  type Registry,
+} from 'prom-client';
 
 /**
  * Return the metric already registered under `name`, or make it on `registry`. Two instances of
@@ -21,12 +27,71 @@ export function registeredMetric<T>(
 
 type HistogramConfig<L extends string> = ConstructorParameters<typeof Histogram<L>>[0];
 
-/** One label set's buckets in a {@link SeriesHistogram}. */
-interface Series<L extends string> {
+/** One label set's observations in a table-backed histogram. */
+export interface HistogramSeries<L extends string> {
   labels: Partial<Record<L, string>>;
   count: number;
   sum: number;
+  /** Per-bucket (not cumulative) counts, one slot per upper bound. */
   buckets: Float64Array;
+}
+
+/** Count one observation into `series` (bounds ascending). */
+export function recordObservation<L extends string>(
+  series: HistogramSeries<L>,
+  bounds: readonly number[],
+  value: number,
+): void {
+  series.count++;
+  series.sum += value;
+  const buckets = series.buckets;
+  for (let i = 0; i < bounds.length; i++) {
+    if (value <= (bounds[i] as number)) {
+      buckets[i] = (buckets[i] as number) + 1;
+      break;
+    }
+  }
+}
+
+/**
+ * What the registry reads from a metric's `get()`, built from a metric's own table (prom-client's
+ * typings name the shape loosely).
+ */
+export function exportedMetric<T>(config: { name: string; help: string }, type: string, values: T[]) {
+  return {
+    name: config.name,
+    help: config.help,
+    type,
+    values,
+    aggregator: 'sum',
+  } as unknown as MetricObjectWithValues<MetricValue<string>> & { values: T[] };
+}
+
+/** The `get()` result of a histogram whose series live in the metric's own table. */
+export function exportedHistogram<L extends string>(
+  config: { name: string; help: string },
+  bounds: readonly number[],
+  series: Iterable<HistogramSeries<L>>,
+) {
+  const name = config.name;
+  const values: MetricValueWithName<string>[] = [];
+  for (const s of series) {
+    let acc = 0;
+    for (let i = 0; i < bounds.length; i++) {
+      acc += s.buckets[i] as number;
+      values.push({
+        labels: { ...s.labels, le: bounds[i] as number },
+        value: acc,
+        metricName: `${name}_bucket`,
+      });
+    }
+    values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${name}_bucket` });
+    values.push({ labels: s.labels, value: s.sum, metricName: `${name}_sum` });
+    values.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
+  }
+  return exportedMetric(config, 'histogram', values) as unknown as MetricObjectWithValues<
+    MetricValueWithName<L>
+  >;
 }
 
 /**
@@ -45,7 +110,7 @@ export class SeriesHistogram<L extends string> extends Histogram<L> {
   // Plain (not #private) fields: the base constructor calls reset() before they exist.
   private readonly config: HistogramConfig<L>;
   private readonly bounds: number[];
-  private readonly table: Map<string, Series<L>> | undefined;
+  private readonly table: Map<string, HistogramSeries<L>> | undefined;
 
   constructor(config: HistogramConfig<L>) {
     super(config);
@@ -66,42 +131,11 @@ export class SeriesHistogram<L extends string> extends Histogram<L> {
     }
     const series = s;
     const bounds = this.bounds;
-    return (value) => {
-      series.count++;
-      series.sum += value;
-      for (let i = 0; i < bounds.length; i++) {
-        if (value <= (bounds[i] as number)) {
-          series.buckets[i] = (series.buckets[i] as number) + 1;
-          break;
-        }
-      }
-    };
+    return (value) => recordObservation(series, bounds, value);
   }
 
   override async get() {
-    const name = this.config.name;
-    const values: MetricValueWithName<string>[] = [];
-    for (const s of this.table?.values() ?? []) {
-      let acc = 0;
-      for (let i = 0; i < this.bounds.length; i++) {
-        acc += s.buckets[i] as number;
-        values.push({
-          labels: { ...s.labels, le: this.bounds[i] as number },
-          value: acc,
-          metricName: `${name}_bucket`,
-        });
-      }
-      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${name}_bucket` });
-      values.push({ labels: s.labels, value: s.sum, metricName: `${name}_sum` });
-      values.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
-    }
-    return {
-      name,
-      help: this.config.help,
-      type: 'histogram',
-      values,
-      aggregator: 'sum',
-    } as unknown as MetricObjectWithValues<MetricValueWithName<L>>;
+    return exportedHistogram<L>(this.config, this.bounds, this.table?.values() ?? []);
   }
 
   // The registry prefers this for the text format.

@@ -115,6 +115,9 @@ test('Redis stopped or hung mid-run: every decision within the deadline under ea
   );
   assert.match(metrics, /shoal_ratelimit_breaker_transitions_total\{to="open"\} [1-9]/);
   assert.match(metrics, /shoal_ratelimit_breaker_transitions_total\{to="closed"\} [1-9]/);
+  assert.match(metrics, /shoal_ratelimit_redis_duration_seconds_count\{result="ok"\} [1-9]/);
+  assert.match(metrics, /shoal_ratelimit_redis_duration_seconds_count\{result="(timeout|error)"\} [1-9]/);
+  assert.match(metrics, /shoal_ratelimit_redis_duration_seconds_bucket\{result="ok",le="\+Inf"\} [1-9]/);
   const transitions = lines.filter((l) => l.event === 'ratelimit.breaker');
   assert.ok(transitions.some((l) => l.to === 'open' && l.level === 'error'));
   assert.ok(transitions.some((l) => l.to === 'closed'));
