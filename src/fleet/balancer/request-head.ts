@@ -6,8 +6,7 @@
  * `toString`, one `split` and one string build — no header objects, no per-header allocations
  * beyond the line strings themselves.
  */
-import { randomUUID } from 'node:crypto';
-import { isWellFormedRequestId } from '../../observe/request-id.js';
+import { acceptRequestId } from '../../observe/request-id.js';
 import { Framing } from './framing.js';
 
 /** Parsed facts about one request; a single instance per client connection is reused. */
@@ -234,7 +233,7 @@ export function parseRequestHead(
     out = dropFields(out, extraDrop);
   }
 
-  h.requestId = rid && isWellFormedRequestId(rid) ? rid : randomUUID();
+  h.requestId = acceptRequestId(rid);
   out += 'x-forwarded-for: ' + (xff ? xff + ', ' + clientIp : clientIp) + '\r\n';
   out += 'x-forwarded-proto: http\r\n';
   if (h.host) out += 'x-forwarded-host: ' + h.host + '\r\n';
