@@ -246,7 +246,7 @@ export interface LogDestinationOptions {
   path?: string;
   /** An open file descriptor, e.g. 1 for stdout. Not closed by `end()`. */
   fd?: number;
-  /** Write out once this many characters are buffered; default 65536. 0 writes every line at once. */
+  /** Write out once this many bytes are buffered; default 65536. 0 writes every line at once. */
   bufferSize?: number;
   /** Also write out at least this often (ms), so a quiet service's lines are not held back; default 250. */
   flushIntervalMs?: number;
@@ -266,13 +266,13 @@ export interface LogDestination {
 
 /**
  * A log destination that collects lines in memory and writes them with one synchronous `write(2)`
- * per batch: when `bufferSize` characters are waiting, every `flushIntervalMs`, on
+ * per batch: when `bufferSize` bytes are waiting, every `flushIntervalMs`, on
  * `logger.flush()` (the shutdown controller calls it) and when the process exits. A batch is one
  * system call instead of one per line, and no thread-pool round trip per write.
  *
  * Trade-off: lines still in the buffer are lost if the process is killed without running its exit
  * handlers (SIGKILL, an out-of-memory abort, a signal with no handler installed): at most
- * `bufferSize` characters or `flushIntervalMs` worth of lines. Uncaught exceptions and
+ * `bufferSize` bytes or `flushIntervalMs` worth of lines. Uncaught exceptions and
  * `process.exit()` do flush. Use `bufferSize: 0` (or the default stdout destination) when every
  * line must be on disk before the request completes.
  *
@@ -327,7 +327,7 @@ export function createLogDestination(opts: LogDestinationOptions): LogDestinatio
     }
   };
 
-  // A line that cannot fit the buffer (or any line with bufferSize 0) is written on its own.
+  // A line longer than the buffer could ever hold is written on its own, after what is buffered.
   const writeAlone = (line: string) => {
     const bytes = Buffer.from(line, 'utf8');
     try {
