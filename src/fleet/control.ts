@@ -4,7 +4,16 @@
  * the config file (mode 0600, removed when `up` exits).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { isShoalError, ShoalError } from '../errors.js';
@@ -152,7 +161,11 @@ export async function startControlServer(fleet: FleetControl): Promise<ControlSe
 export function writeStateFile(path: string, state: FleetStateFile): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(path, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  // `shoal ps` and other readers poll for this file: written in place, they could open it between
+  // the create and the write and read nothing. A rename within one directory is atomic.
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  renameSync(tmp, path);
 }
 
 /** Remove the state file, and `.shoal/` too when nothing else is in it. */

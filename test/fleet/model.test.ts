@@ -1,8 +1,13 @@
 // The app model and CLI error paths: validation names file, field, expected and found; configs load
 // from .ts/.mjs/.json; restart/ps without a running fleet fail clearly; usage errors exit 2.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { ShoalError } from '../../src/errors.js';
+import { type FleetStateFile, STATE_DIR, writeStateFile } from '../../src/fleet/control.js';
 import { loadFleetConfig } from '../../src/fleet/load-config.js';
 import { splitCommand, validateFleet } from '../../src/fleet/model.js';
 import { FIXTURE, type FleetDir, fleetDir, runCli } from './helpers.js';
@@ -181,4 +186,53 @@ test('CLI: usage errors exit 2 and --help lists the commands', async () => {
   const noService = await runCli(['restart']);
   assert.equal(noService.code, 2);
   assert.match(noService.stderr, /missing <service>/);
+});
+
+test('the state file is replaced whole: a reader polling it never sees it half-written', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-state-'));
+  const path = join(dir, STATE_DIR, 'fleet.json');
+  const state = (i: number): FleetStateFile => ({
+    version: 1,
+    pid: process.pid,
+    name: `fleet-${i}`,
+    configFile: join(dir, 'shoal.config.ts'),
+    startedAt: new Date(0).toISOString(),
+    control: { url: 'http://127.0.0.1:1', token: 'x'.repeat(64) },
+    services: Array.from({ length: 50 }, (_, s) => ({
+      name: `svc${s}`,
+      url: `http://127.0.0.1:${9000 + s}`,
+    })),
+  });
+  writeStateFile(path, state(0));
+  // The reader runs on its own thread so it can open the file between any two steps of a write.
+  const reader = new Worker(
+    `const { readFileSync } = require('node:fs');
+     const { parentPort, workerData } = require('node:worker_threads');
+     let reads = 0, bad = 0, stop = false;
+     parentPort.on('message', () => { stop = true; });
+     (function loop() {
+       for (let i = 0; i < 200; i++) {
+         try { JSON.parse(readFileSync(workerData, 'utf8')); reads++; } catch { bad++; }
+       }
+       if (stop) parentPort.postMessage({ reads, bad }); else setImmediate(loop);
+     })();`,
+    { eval: true, workerData: path },
+  );
+  try {
+    const until = Date.now() + 1500;
+    for (let i = 1; Date.now() < until; i++) {
+      writeStateFile(path, state(i));
+      if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+    }
+    reader.postMessage('stop');
+    const { reads, bad } = await new Promise<{ reads: number; bad: number }>((res) =>
+      reader.once('message', res),
+    );
+    assert.ok(reads > 100, `the reader read the file only ${reads} times`);
+    assert.equal(bad, 0, `${bad} of ${reads + bad} reads saw a partial file`);
+    assert.deepEqual(readdirSync(join(dir, STATE_DIR)), ['fleet.json'], 'no temporary file is left behind');
+  } finally {
+    await reader.terminate();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
