@@ -3,10 +3,12 @@
  * run the handler under a renewed lease, complete by compare-and-set, replay.
  * Adapters (Hono, node:http) only translate requests and responses.
  */
+
 import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../contracts/index.js';
 import { problem, problemResponse, ShoalError, type ShoalErrorCode } from '../errors.js';
+import { DueQueue } from '../util/due-queue.js';
 import { type FingerprintFields, requestFingerprint } from './fingerprint.js';
 import { MAX_IDEMPOTENCY_KEY_LENGTH, parseIdempotencyKey } from './key.js';
 import { type IdempotencyMetrics, idempotencyMetrics } from './metrics.js';
@@ -295,35 +297,12 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
   const opLabels: Record<string, { store: string; op: string }> = {};
   const labelsOf = (op: string) => (opLabels[op] ??= { store: store.name, op });
 
-  // Store-call deadlines share one engine-owned timer instead of one setTimeout per call (which
-  // costs a timer-list and a native re-arm each time, measurable on the request's latency). Every
-  // call has the same timeout, so insertion order is deadline order: the head is the next to expire.
+  // Store-call deadlines share one engine-owned timer (every call has the same timeout).
   interface Pending {
     due: number;
     expire: () => void;
   }
-  const pending = new Set<Pending>();
-  let deadlineTimer: NodeJS.Timeout | undefined;
-
-  function armDeadlines(): void {
-    const head = pending.values().next();
-    if (head.done) {
-      deadlineTimer = undefined;
-      return;
-    }
-    deadlineTimer = setTimeout(expireDue, Math.max(0, head.value.due - performance.now()));
-    deadlineTimer.unref();
-  }
-
-  function expireDue(): void {
-    const now = performance.now();
-    for (const p of pending) {
-      if (p.due > now) break;
-      pending.delete(p);
-      p.expire();
-    }
-    armDeadlines();
-  }
+  const pending = new DueQueue<Pending>((p) => p.expire());
 
   function timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
     const start = performance.now();
@@ -339,7 +318,6 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
         },
       };
       pending.add(entry);
-      if (deadlineTimer === undefined) armDeadlines();
       const finish = (ok: boolean, value: unknown) => {
         if (settled) return;
         settled = true;
@@ -363,8 +341,7 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
   }
 
   // Lease renewal for every running handler, driven by one timer owned by this engine instead of
-  // one interval per request. All leases share one period, so insertion order is due order: the
-  // head of `running` is always the next renewal, and a finished request is a Set delete.
+  // one interval per request (all leases share one period).
   interface Running {
     recordKey: string;
     token: string;
@@ -372,45 +349,20 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
     due: number;
     lost: boolean;
   }
-  const running = new Set<Running>();
-  let renewTimer: NodeJS.Timeout | undefined;
-
-  function armRenewals(): void {
-    const head = running.values().next();
-    if (head.done) {
-      renewTimer = undefined;
-      return;
-    }
-    renewTimer = setTimeout(renewDue, Math.max(0, head.value.due - performance.now()));
-    renewTimer.unref();
-  }
-
-  function renewDue(): void {
-    const now = performance.now();
-    for (const run of running) {
-      if (run.due > now) break;
-      // Re-inserting moves the entry to the tail, keeping the set in due order.
-      running.delete(run);
-      run.due = now + renewEveryMs;
-      running.add(run);
-      timed('renew', () => store.renew(run.recordKey, run.token, leaseMs)).then(
-        (ok) => {
-          if (!ok && !run.lost) {
-            run.lost = true;
-            running.delete(run);
-            log.warn({ key: run.key }, 'idempotency lease lost while the handler ran');
-          }
-        },
-        (err) => log.warn({ key: run.key, err: (err as Error).message }, 'idempotency lease renewal failed'),
-      );
-    }
-    armRenewals();
-  }
-
-  function startRenewing(run: Running): void {
+  const running = new DueQueue<Running>((run, now) => {
+    run.due = now + renewEveryMs;
     running.add(run);
-    if (renewTimer === undefined) armRenewals();
-  }
+    timed('renew', () => store.renew(run.recordKey, run.token, leaseMs)).then(
+      (ok) => {
+        if (!ok && !run.lost) {
+          run.lost = true;
+          running.delete(run);
+          log.warn({ key: run.key }, 'idempotency lease lost while the handler ran');
+        }
+      },
+      (err) => log.warn({ key: run.key, err: (err as Error).message }, 'idempotency lease renewal failed'),
+    );
+  });
 
   function storeFailed(op: string, err: unknown, failOpen: boolean): void {
     metrics?.storeErrors.inc({ store: store.name, op, policy: failOpen ? 'fail-open' : 'fail-closed' });
@@ -563,7 +515,7 @@ export function createIdempotency<Tx = never>(options: IdempotencyOptions<Tx>): 
       tx: () => (tx ??= begin()),
       leaseLost: () => run.lost,
     };
-    startRenewing(run);
+    running.add(run);
 
     let res: Response;
     try {
