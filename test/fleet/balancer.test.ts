@@ -11,6 +11,7 @@ import {
   type BalancerOptions,
   createBalancer,
 } from '../../src/fleet/balancer/index.js';
+import { signal } from '../helpers/signal.js';
 
 // ---- fixtures --------------------------------------------------------------------------------
 
@@ -365,28 +366,22 @@ describe('balancer: retries on connection failure', () => {
 describe('balancer: client disconnects', () => {
   test('a client that disconnects aborts the upstream request', async () => {
     const a = await startBackend('a');
-    let arrived: () => void = () => {};
-    const arrivedP = new Promise<void>((r) => {
-      arrived = r;
-    });
-    let upstreamClosed: () => void = () => {};
-    const closedP = new Promise<void>((r) => {
-      upstreamClosed = r;
-    });
+    const arrived = signal();
+    const upstreamClosed = signal();
     a.route = (req, res) => {
       if (req.url !== '/hang') return false;
-      arrived();
-      res.on('close', () => upstreamClosed());
+      arrived.fire();
+      res.on('close', () => upstreamClosed.fire());
       return true;
     };
     const { port, lb } = await startBalancer([a]);
     const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
     req.on('error', () => {});
-    await arrivedP;
+    await arrived.done;
     assert.equal(lb.stats()[0]?.inFlight, 1);
     req.destroy();
     await Promise.race([
-      closedP,
+      upstreamClosed.done,
       sleep(3000).then(() => {
         throw new Error('upstream request was not aborted');
       }),
@@ -443,16 +438,13 @@ describe('balancer: drain', () => {
 describe('balancer: streaming and upgrades', () => {
   test('a 20 MB upload streams through: the backend sees bytes before the client finished sending', async () => {
     const a = await startBackend('a');
-    let firstChunk: () => void = () => {};
-    const firstSeen = new Promise<void>((r) => {
-      firstChunk = r;
-    });
+    const firstSeen = signal();
     a.route = (req, res) => {
       if (req.url !== '/upload') return false;
       const hash = createHash('sha256');
       let n = 0;
       req.on('data', (c: Buffer) => {
-        if (n === 0) firstChunk();
+        if (n === 0) firstSeen.fire();
         n += c.length;
         hash.update(c);
       });
@@ -487,7 +479,7 @@ describe('balancer: streaming and upgrades', () => {
         req.write(chunk);
         expect.update(chunk);
         // If the balancer buffered the body, the backend would never see this before the end: deadlock.
-        await firstSeen;
+        await firstSeen.done;
         for (let i = 1; i < 20; i++) {
           expect.update(chunk);
           if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
@@ -504,17 +496,14 @@ describe('balancer: streaming and upgrades', () => {
 
   test('a 20 MB download streams through: the client gets bytes before the backend finished sending', async () => {
     const a = await startBackend('a');
-    let clientGotFirst: () => void = () => {};
-    const clientFirst = new Promise<void>((r) => {
-      clientGotFirst = r;
-    });
+    const clientFirst = signal();
     const chunk = Buffer.alloc(1024 * 1024, 9);
     a.route = (req, res) => {
       if (req.url !== '/download') return false;
       res.writeHead(200, { 'content-type': 'application/octet-stream' }); // chunked
       (async () => {
         res.write(chunk);
-        await clientFirst;
+        await clientFirst.done;
         for (let i = 1; i < 20; i++) {
           if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
         }
@@ -529,7 +518,7 @@ describe('balancer: streaming and upgrades', () => {
         const hash = createHash('sha256');
         let n = 0;
         res.on('data', (c: Buffer) => {
-          if (n === 0) clientGotFirst();
+          if (n === 0) clientFirst.fire();
           n += c.length;
           hash.update(c);
         });

@@ -12,16 +12,23 @@ import { instrument, serve } from '../../src/adapters/hono/serve.js';
 import { createLogger } from '../../src/observe/log.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { createShoal } from '../../src/runtime.js';
+import { signal } from '../helpers/signal.js';
 import { captureSink, until } from './helpers.js';
 
-test("observeAt: 'server' logs one line per request with the matched route, sets headers, hides probes", async () => {
+/** A runtime on an ephemeral port whose log lines land in a sink. */
+function logged(instanceId: string) {
   const sink = captureSink();
-  const logger = createLogger({ service: 'srv-test', instanceId: 'inst-9', destination: sink.stream });
+  const logger = createLogger({ service: 'srv-test', instanceId, destination: sink.stream });
   const shoal = createShoal({
-    env: { HOST: '127.0.0.1', PORT: '0', SHOAL_DRAIN_DELAY: '0', SHOAL_INSTANCE_ID: 'inst-9' },
+    env: { HOST: '127.0.0.1', PORT: '0', SHOAL_DRAIN_DELAY: '0', SHOAL_INSTANCE_ID: instanceId },
     logger,
     exit: () => {},
   });
+  return { sink, shoal };
+}
+
+test("observeAt: 'server' logs one line per request with the matched route, sets headers, hides probes", async () => {
+  const { sink, shoal } = logged('inst-9');
   const app = new Hono();
   instrument(app, shoal, { instanceHeader: true, observeAt: 'server' });
   app.use('/api/*', async (_c, next) => {
@@ -84,13 +91,7 @@ test("observeAt: 'server' logs one line per request with the matched route, sets
 });
 
 test("requestIdOf/logOf also work with the observe middleware (observeAt: 'middleware')", async () => {
-  const sink = captureSink();
-  const logger = createLogger({ service: 'srv-test', instanceId: 'inst-3', destination: sink.stream });
-  const shoal = createShoal({
-    env: { HOST: '127.0.0.1', PORT: '0', SHOAL_DRAIN_DELAY: '0', SHOAL_INSTANCE_ID: 'inst-3' },
-    logger,
-    exit: () => {},
-  });
+  const { sink, shoal } = logged('inst-3');
   const app = new Hono();
   instrument(app, shoal, { observeAt: 'middleware' });
   app.get('/who', (c) => {
@@ -205,12 +206,9 @@ test('createObservedServer: a client that leaves early is logged once as 499 and
   const logger = createLogger({ service: 'srv-test', instanceId: 'inst-6', destination: sink.stream });
   const metrics = createMetrics({ service: 'srv-test', instanceId: 'inst-6', processMetrics: false });
   const app = new Hono();
-  let release: () => void = () => {};
-  const held = new Promise<void>((r) => {
-    release = r;
-  });
+  const held = signal();
   app.get('/slow', async (c) => {
-    await held;
+    await held.done;
     return c.text('late');
   });
   const server = createObservedServer(app, { logger, metrics, instanceId: 'inst-6' });
@@ -227,7 +225,7 @@ test('createObservedServer: a client that leaves early is logged once as 499 and
     assert.equal(await inFlight(), '1', 'the request is in flight');
     socket.destroy();
     await until(() => sink.lines().some((l) => l.msg === 'request'));
-    release();
+    held.fire();
     await new Promise((r) => setTimeout(r, 100));
     const lines = sink.lines().filter((l) => l.msg === 'request');
     assert.equal(lines.length, 1, 'one line, even though the handler finished afterwards');
@@ -236,7 +234,7 @@ test('createObservedServer: a client that leaves early is logged once as 499 and
     assert.equal(lines[0]?.route, '/slow');
     assert.equal(await inFlight(), '0', 'the gauge is back to 0');
   } finally {
-    release();
+    held.fire();
     server.close();
   }
 });
