@@ -42,7 +42,8 @@ export function loadLuaFile(base: string | URL, relativePath: string): LuaScript
   return luaScript(name, source);
 }
 
-function isNoScript(err: unknown): boolean {
+/** Is this the server saying it has no script cached under that SHA? */
+export function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOSCRIPT');
 }
 
@@ -58,7 +59,14 @@ function isScriptError(err: unknown): boolean {
   );
 }
 
-function scriptFailed(script: LuaScript, err: unknown): unknown {
+/**
+ * Turn an error the script itself raised into `store.script_failed` (a bug, with a stable code);
+ * connection errors and replies about the server's state are returned unchanged.
+ *
+ * @example
+ * try { await redis.evalsha(script.sha, 0); } catch (err) { throw scriptFailed(script, err); }
+ */
+export function scriptFailed(script: LuaScript, err: unknown): unknown {
   if (!isScriptError(err)) return err;
   return new ShoalError(
     'store.script_failed',

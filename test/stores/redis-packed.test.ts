@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { evalPacked } from '../../src/stores/redis/packed.js';
+import { luaScript } from '../../src/stores/redis/scripts.js';
+import { REDIS_URL, testPrefix } from '../helpers/stores.js';
+
+const prefix = testPrefix('packed');
+const clients: Redis[] = [];
+after(() => {
+  for (const c of clients) c.disconnect();
+});
+
+function client(keyPrefix?: string): Redis {
+  const c = new Redis(REDIS_URL, keyPrefix ? { keyPrefix } : {});
+  clients.push(c);
+  return c;
+}
+
+// A source no other test has loaded, so the first call meets NOSCRIPT and must fall back to EVAL.
+const echo = () =>
+  luaScript(
+    'echo-n',
+    `-- ${randomBytes(8).toString('hex')}\nreturn KEYS[1] .. '|' .. #KEYS .. '|' .. ARGV[1] .. '|' .. (ARGV[2] or '')`,
+  );
+
+test('evalPacked sends binary bytes unchanged, keys as UTF-8, and loads the script on NOSCRIPT', async () => {
+  const redis = client();
+  const script = echo();
+  assert.equal(await redis.script('EXISTS', script.sha).then((r) => (r as number[])[0]), 0);
+  // every byte value, including CR/LF and bytes that are not valid UTF-8
+  const packed = Uint8Array.from({ length: 256 }, (_, i) => i);
+  const key = `${prefix}{k}zoë-ключ`;
+  for (let round = 0; round < 2; round++) {
+    const reply = await evalPacked(redis, script, [key, `${prefix}{k}2`], packed, ['tail']);
+    assert.ok(Buffer.isBuffer(reply));
+    const expected = Buffer.concat([Buffer.from(`${key}|2|`), packed, Buffer.from('|tail')]);
+    assert.deepEqual(reply, expected);
+  }
+  assert.equal(await redis.script('EXISTS', script.sha).then((r) => (r as number[])[0]), 1);
+});
+
+test('evalPacked applies the client keyPrefix like any ioredis command, and passes Lua errors through', async () => {
+  const redis = client(`${prefix}pre:`);
+  const reply = await evalPacked(redis, echo(), ['{k}a'], new Uint8Array([1, 2]), []);
+  assert.equal(reply.toString('latin1'), `${prefix}pre:{k}a|1|\x01\x02|`);
+  const bad = luaScript('bad-0', `-- ${randomBytes(8).toString('hex')}\nreturn redis.call('NOPE')`);
+  await assert.rejects(evalPacked(redis, bad, [], new Uint8Array(0), []), (e: Error) => {
+    assert.equal(e.name, 'ReplyError');
+    assert.match(e.message, /Unknown Redis command|NOPE/i);
+    return true;
+  });
+});
