@@ -73,6 +73,11 @@ async function main() {
   );
   await floorRedis.script('LOAD', incr.source);
   const floor: Op = (i) => floorRedis.evalsha(incr.sha, 1, `${prefix}floor:${i % SUBJECTS}`, 60_000);
+  // For context, not a target: the same floor with ioredis's auto-pipelining, which coalesces the
+  // commands of one event-loop turn into one write, as shoal coalesces concurrent decisions.
+  const pipelined = new Redis(REDIS_URL, { enableAutoPipelining: true });
+  clients.push(pipelined);
+  const floorPipelined: Op = (i) => pipelined.evalsha(incr.sha, 1, `${prefix}floor:${i % SUBJECTS}`, 60_000);
 
   // rate-limiter-flexible: three limits, each a RateLimiterRedis
   const rlfRedis = client();
@@ -111,10 +116,11 @@ async function main() {
     const k = `s${i % SUBJECTS}`;
     return limiter.check({ ip: k, identity: k, ctx: 'all' });
   };
-  await Promise.all([floor(0), rlfSeq(0), shoal(0)]);
+  await Promise.all([floor(0), floorPipelined(0), rlfSeq(0), shoal(0)]);
 
   const variants: Record<string, Op> = {
     floor,
+    floor_autopipelined: floorPipelined,
     rlf_seq: rlfSeq,
     rlf_all: rlfAll,
     rlf_union: rlfUnion,
@@ -220,9 +226,11 @@ async function main() {
     shoal_ops_c1: Math.round(med('shoal_c1', 'opsPerSec')),
     rlf_seq_ops_c1: Math.round(med('rlf_seq_c1', 'opsPerSec')),
     floor_ops_c64: Math.round(med('floor_c64', 'opsPerSec')),
+    floor_autopipelined_ops_c64: Math.round(med('floor_autopipelined_c64', 'opsPerSec')),
     shoal_ops_c64: Math.round(med('shoal_c64', 'opsPerSec')),
     shoal_vs_floor_c1: ratio('shoal_c1', 'floor_c1'),
     shoal_vs_floor_c64: ratio('shoal_c64', 'floor_c64'),
+    shoal_vs_floor_autopipelined_c64: ratio('shoal_c64', 'floor_autopipelined_c64'),
     shoal_vs_rlf_seq_c1: ratio('shoal_c1', 'rlf_seq_c1'),
     shoal_vs_rlf_all_c1: ratio('shoal_c1', 'rlf_all_c1'),
     shoal_vs_rlf_union_c1: ratio('shoal_c1', 'rlf_union_c1'),

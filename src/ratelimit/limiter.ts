@@ -8,7 +8,8 @@ import { endianness } from 'node:os';
 import { type Logger, silentLogger } from '../contracts/index.js';
 import { ShoalError } from '../errors.js';
 import type { RedisClient } from '../stores/redis/client.js';
-import { type LuaScript, loadLuaFile, runScript } from '../stores/redis/scripts.js';
+import { evalPacked } from '../stores/redis/packed.js';
+import { type LuaScript, loadLuaFile, runScript, scriptFailed } from '../stores/redis/scripts.js';
 import { CircuitBreaker } from './breaker.js';
 import { overrideSchema, RuntimeControl } from './control.js';
 import { assertName, KeySpace, keySlot, subjectOf } from './keys.js';
@@ -44,16 +45,30 @@ export interface LimitDefinition {
   identity: boolean;
 }
 
-/** One limit of one decision after runtime overrides are applied. */
-interface Entry {
-  def: LimitDefinition;
-  subject: string;
-  key: string;
-  cacheKey: string;
+/**
+ * What the script needs to know about one limit once runtime overrides are applied. Built once
+ * per (definition, override) and shared by every decision using it, so a batch can send each
+ * distinct config once.
+ */
+interface LimitConfig {
   requests: number;
   windowMs: number;
   burst: number;
   mode: LimitMode;
+  /** `<BdddB`: alg, limit, window_ms, burst, shadow (see check-n.lua). */
+  bytes: Uint8Array;
+  /** State-key TTL in ms, as the text SET ... PX takes. */
+  ttl: string;
+}
+
+/** One limit of one decision after runtime overrides are applied. */
+interface Entry {
+  def: LimitDefinition;
+  /** The limit as it applies now (runtime override included). */
+  conf: LimitConfig;
+  subject: string;
+  key: string;
+  cacheKey: string;
   cost: number;
 }
 
@@ -90,30 +105,58 @@ export interface KeyState {
 
 class DeadlineExceeded extends Error {}
 
-/** Replies about the server's state, not about the script: these mean "Redis unavailable". */
-const SERVER_STATE =
-  /^(NOSCRIPT|BUSY|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|NOAUTH|WRONGPASS|NOPERM)\b/;
-
-/** The ioredis Buffer-reply variants of EVAL/EVALSHA (present at runtime, not in its typings). */
-interface BufferEval {
-  evalshaBuffer(args: (string | number | Buffer)[]): Promise<Buffer>;
-  evalBuffer(args: (string | number | Buffer)[]): Promise<Buffer>;
+/** One decision waiting for the current batch. */
+interface Pending {
+  entries: Entry[];
+  resolve: (v: Verdict[]) => void;
+  reject: (err: unknown) => void;
 }
+
+/** One request of a script call, and what the script answered for it. */
+interface Outcome {
+  allowed: boolean;
+  verdicts: Verdict[];
+}
+
+/**
+ * A batch never exceeds this many decisions, nor this many limits in all: bounds the script's run
+ * time and keeps its packed reply within what one Lua call may return.
+ */
+const MAX_BATCH = 64;
+const MAX_BATCH_LIMITS = 512;
 
 /**
  * How long a state key must outlive its last write. Static per limit, so the script never turns
  * numbers into text (slow inside Redis): a GCRA key is useless once its TAT has passed, which is
  * at most burst * interval after an admitted write; a sliding key holds W plus one sub-window.
  */
-function stateTtlMs(e: {
-  def: { algorithm: Algorithm };
-  windowMs: number;
-  burst: number;
-  requests: number;
-}): number {
-  if (e.def.algorithm === 'gcra') return Math.ceil((e.burst * e.windowMs) / e.requests) + 1;
-  if (e.def.algorithm === 'fixed-window') return e.windowMs;
-  return e.windowMs + Math.ceil(e.windowMs / 10);
+function stateTtlMs(algorithm: Algorithm, requests: number, windowMs: number, burst: number): number {
+  if (algorithm === 'gcra') return Math.ceil((burst * windowMs) / requests) + 1;
+  if (algorithm === 'fixed-window') return windowMs;
+  return windowMs + Math.ceil(windowMs / 10);
+}
+
+function limitConfig(
+  algorithm: Algorithm,
+  requests: number,
+  windowMs: number,
+  burst: number,
+  mode: LimitMode,
+): LimitConfig {
+  const b = Buffer.alloc(26);
+  b[0] = ALG_CODE[algorithm];
+  b.writeDoubleLE(requests, 1);
+  b.writeDoubleLE(windowMs, 9);
+  b.writeDoubleLE(burst, 17);
+  b[25] = mode === 'shadow' ? 1 : 0;
+  return {
+    requests,
+    windowMs,
+    burst,
+    mode,
+    bytes: b,
+    ttl: String(stateTtlMs(algorithm, requests, windowMs, burst)),
+  };
 }
 
 function defineLimit(
@@ -185,8 +228,13 @@ export class RateLimiter {
   readonly #maxSubject: number;
   readonly #nearRatio: number;
   readonly #multiSlot: boolean;
+  readonly #baseConfigs = new Map<LimitDefinition, LimitConfig>();
+  /** Configs under an override, per override object (replaced on every change, so never stale). */
+  readonly #overrideConfigs = new WeakMap<ContextOverride, Map<LimitDefinition, LimitConfig>>();
   #started: Promise<void> | undefined;
-  #scratch = new Float64Array(3 + 6 * 4);
+  #queue: Pending[] = [];
+  readonly #flush = () => this.#flushQueue();
+  #scratch = new Float64Array(64);
   #scratchBytes = new Uint8Array(this.#scratch.buffer);
 
   constructor(options: RateLimiterOptions) {
@@ -196,6 +244,9 @@ export class RateLimiter {
     if (defs.size === 0)
       throw new ShoalError('ratelimit.invalid_limit', 'createRateLimiter: no limits given');
     this.definitions = defs;
+    for (const d of defs.values()) {
+      this.#baseConfigs.set(d, limitConfig(d.algorithm, d.rate.requests, d.rate.windowMs, d.burst, d.mode));
+    }
     this.#redis = options.redis;
     this.keys = new KeySpace(options.prefix ?? 'shoal:rl:', options.keyMode ?? 'shared');
     this.deadlineMs = options.deadlineMs ?? 50;
@@ -286,24 +337,84 @@ export class RateLimiter {
     const cached = this.#fromCache(entries);
     if (cached) return cached;
     if (!this.#breaker.allow()) return this.#fallback(entries, 'breaker_open');
-    const started = performance.now();
     let verdicts: Verdict[];
-    try {
-      // single-slot fast path: the deadline wraps ioredis's own promise and the reply is parsed
-      // here, so a decision pays for no async layers between check() and the socket write
-      verdicts =
-        this.#multiSlot && entries.length > 1
-          ? await this.#withDeadline(this.#evaluate(entries, true))
-          : this.#parse(entries, await this.#withDeadline(this.#send(entries, true))).verdicts;
-      this.#metrics.observeRedis('ok', (performance.now() - started) / 1000);
-      this.#breaker.success();
-    } catch (err) {
-      const timeout = err instanceof DeadlineExceeded;
-      this.#metrics.observeRedis(timeout ? 'timeout' : 'error', (performance.now() - started) / 1000);
-      this.#breaker.failure(timeout ? `deadline ${this.deadlineMs} ms exceeded` : (err as Error).message);
-      return this.#fallback(entries, timeout ? 'timeout' : 'error');
+    if (this.#multiSlot && entries.length > 1) {
+      const started = performance.now();
+      try {
+        verdicts = await this.#withDeadline(this.#evaluate(entries, true));
+        this.#redisAnswered(started);
+      } catch (err) {
+        return this.#fallback(entries, this.#redisFailed(started, err));
+      }
+    } else {
+      // decisions started in the same event-loop turn share one script call (see #flushQueue)
+      try {
+        verdicts = await new Promise<Verdict[]>((resolve, reject) => {
+          if (this.#queue.length === 0) process.nextTick(this.#flush);
+          this.#queue.push({ entries, resolve, reject });
+        });
+      } catch (err) {
+        return this.#fallback(entries, err instanceof DeadlineExceeded ? 'timeout' : 'error');
+      }
     }
     return this.#finish(entries, verdicts, 'redis');
+  }
+
+  #redisAnswered(started: number): void {
+    this.#metrics.observeRedis('ok', (performance.now() - started) / 1000);
+    this.#breaker.success();
+  }
+
+  /** Record a failed call; returns the fallback reason. */
+  #redisFailed(started: number, err: unknown): 'timeout' | 'error' {
+    const timeout = err instanceof DeadlineExceeded;
+    this.#metrics.observeRedis(timeout ? 'timeout' : 'error', (performance.now() - started) / 1000);
+    this.#breaker.failure(timeout ? `deadline ${this.deadlineMs} ms exceeded` : (err as Error).message);
+    return timeout ? 'timeout' : 'error';
+  }
+
+  /**
+   * Send every queued decision, at most MAX_BATCH per script call. Under load many requests reach
+   * the limiter in one event-loop turn; one call for all of them costs Redis one script run, one
+   * read and one write per shared key instead of one each, and the instance one socket write and
+   * one deadline timer. A lone decision goes out as soon as the current turn's synchronous work
+   * is done, so batching adds no waiting. The script decides the batch's requests in order, so
+   * the result is that of separate calls.
+   */
+  #flushQueue(): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    let start = 0;
+    let limits = 0;
+    for (let i = 0; i < queue.length; i++) {
+      const n = queue[i]!.entries.length;
+      if (i > start && (i - start === MAX_BATCH || limits + n > MAX_BATCH_LIMITS)) {
+        this.#sendBatch(queue.slice(start, i));
+        start = i;
+        limits = 0;
+      }
+      limits += n;
+    }
+    this.#sendBatch(start === 0 ? queue : queue.slice(start));
+  }
+
+  #sendBatch(batch: Pending[]): void {
+    const started = performance.now();
+    this.#withDeadline(
+      this.#request(
+        batch.map((p) => p.entries),
+        true,
+      ),
+    ).then(
+      (outcomes) => {
+        this.#redisAnswered(started);
+        for (let j = 0; j < batch.length; j++) batch[j]!.resolve(outcomes[j]!.verdicts);
+      },
+      (err: unknown) => {
+        this.#redisFailed(started, err);
+        for (const p of batch) p.reject(err);
+      },
+    );
   }
 
   #effective(def: LimitDefinition, raw: string): ContextOverride | undefined {
@@ -332,26 +443,47 @@ export class RateLimiter {
       const o = this.#effective(def, raw);
       if (o && !o.enabled) continue;
       const subject = subjectOf(raw, this.#maxSubject);
-      const requests = o ? o.requests_per_minute : def.rate.requests;
       out.push({
         def,
+        conf: o ? this.#overrideConfig(def, o) : this.#baseConfigs.get(def)!,
         subject,
         key: this.keys.state(name, subject),
         cacheKey: `${name}:${subject}`,
-        requests,
-        windowMs: o ? 60_000 : def.rate.windowMs,
-        burst: o ? (o.burst_size ?? o.requests_per_minute) : def.burst,
-        mode: o ? o.mode : def.mode,
         cost: c,
       });
     }
+    // the script's request header counts limits in one byte; checked here so a bad call fails
+    // alone instead of failing the batch it would have joined
+    if (out.length > 255) {
+      throw new ShoalError('ratelimit.invalid_limit', 'check(): at most 255 limits per decision');
+    }
     return out;
+  }
+
+  #overrideConfig(def: LimitDefinition, o: ContextOverride): LimitConfig {
+    let byDef = this.#overrideConfigs.get(o);
+    if (!byDef) {
+      byDef = new Map();
+      this.#overrideConfigs.set(o, byDef);
+    }
+    let conf = byDef.get(def);
+    if (!conf) {
+      conf = limitConfig(
+        def.algorithm,
+        o.requests_per_minute,
+        60_000,
+        o.burst_size ?? o.requests_per_minute,
+        o.mode,
+      );
+      byDef.set(def, conf);
+    }
+    return conf;
   }
 
   #fromCache(entries: Entry[]): Decision | undefined {
     const now = this.#clock();
     for (const e of entries) {
-      if (e.mode !== 'enforce') continue;
+      if (e.conf.mode !== 'enforce') continue;
       const until = this.#blockCache.get(e.cacheKey);
       if (until === undefined) continue;
       if (until <= now) {
@@ -399,46 +531,68 @@ export class RateLimiter {
     });
   }
 
+  /** One request (charge or peek) in a script call of its own. */
+  async #run(entries: Entry[], charge: boolean): Promise<Outcome> {
+    return (await this.#request([entries], charge))[0]!;
+  }
+
   /**
-   * One EVALSHA of check-n with binary arguments and a binary reply (see the script header):
-   * packing costs next to nothing on either side, while every extra argument or reply value
-   * costs Redis and the client parser real time.
+   * One EVALSHA of check-n deciding `requests` in order, with one packed argument and a packed
+   * reply (layouts in the script header): each distinct key and limit config is sent once.
    */
-  async #run(entries: Entry[], charge: boolean): Promise<{ allowed: boolean; verdicts: Verdict[] }> {
-    return this.#parse(entries, await this.#send(entries, charge));
-  }
-
-  /** Pack the request and start the EVALSHA (no await: the caller owns the only async step). */
-  #send(entries: Entry[], charge: boolean): Promise<Buffer> {
-    const n = entries.length;
-    const cfg = Buffer.allocUnsafe(1 + 34 * n);
-    cfg[0] = charge ? 1 : 0;
-    const argv: (string | number | Buffer)[] = new Array(3 + 2 * n);
-    argv[0] = this.#check.sha;
-    argv[1] = n;
-    argv[2 + n] = cfg;
-    for (let i = 0; i < n; i++) {
-      const e = entries[i]!;
-      const o = 1 + 34 * i;
-      cfg[o] = ALG_CODE[e.def.algorithm];
-      cfg.writeDoubleLE(e.requests, o + 1);
-      cfg.writeDoubleLE(e.windowMs, o + 9);
-      cfg.writeDoubleLE(e.burst, o + 17);
-      cfg.writeDoubleLE(e.cost, o + 25);
-      cfg[o + 33] = e.mode === 'shadow' ? 1 : 0;
-      argv[2 + i] = e.key;
-      argv[3 + n + i] = stateTtlMs(e);
+  async #request(requests: Entry[][], charge: boolean): Promise<Outcome[]> {
+    const keyIndex = new Map<string, number>();
+    const keys: string[] = [];
+    const confIndex = new Map<LimitConfig, number>();
+    const ttls: string[] = [];
+    let limits = 0;
+    for (const entries of requests) {
+      for (const e of entries) {
+        if (!keyIndex.has(e.key)) {
+          keys.push(e.key);
+          keyIndex.set(e.key, keys.length);
+        }
+        if (!confIndex.has(e.conf)) {
+          ttls.push(e.conf.ttl);
+          confIndex.set(e.conf, ttls.length);
+        }
+      }
+      limits += entries.length;
     }
-    return this.#evalBuffer(argv);
+    const packed = Buffer.allocUnsafe(4 + 26 * ttls.length + 2 * requests.length + 12 * limits);
+    packed.writeUInt16LE(ttls.length, 0);
+    packed.writeUInt16LE(requests.length, 2);
+    let o = 4;
+    for (const conf of confIndex.keys()) {
+      packed.set(conf.bytes, o);
+      o += 26;
+    }
+    for (const entries of requests) {
+      packed[o] = charge ? 1 : 0;
+      packed[o + 1] = entries.length;
+      o += 2;
+      for (const e of entries) {
+        packed.writeUInt16LE(confIndex.get(e.conf)!, o);
+        packed.writeUInt16LE(keyIndex.get(e.key)!, o + 2);
+        packed.writeDoubleLE(e.cost, o + 4);
+        o += 12;
+      }
+    }
+    let reply: Buffer;
+    try {
+      reply = await evalPacked(this.#redis, this.#check, keys, packed, ttls);
+    } catch (err) {
+      throw scriptFailed(this.#check, err);
+    }
+    return this.#parse(requests, limits, reply);
   }
 
-  #parse(entries: Entry[], raw: Buffer): { allowed: boolean; verdicts: Verdict[] } {
-    const n = entries.length;
-    const len = 3 + 6 * n;
+  #parse(requests: Entry[][], limits: number, raw: Buffer): Outcome[] {
+    const len = 1 + 2 * requests.length + 6 * limits;
     if (raw.length !== 8 * len) {
       throw new ShoalError('store.script_failed', `Lua script ${this.#check.name}: unexpected reply`);
     }
-    // One copy into an aligned scratch array beats 6n+3 readDoubleLE calls (the reply slice is
+    // One copy into an aligned scratch array beats a readDoubleLE per value (the reply slice is
     // rarely 8-byte aligned); the script packs little-endian, so big-endian hosts read bytewise.
     if (this.#scratch.length < len) {
       this.#scratch = new Float64Array(len);
@@ -447,41 +601,28 @@ export class RateLimiter {
     const d = this.#scratch;
     if (LITTLE_ENDIAN) this.#scratchBytes.set(raw);
     else for (let k = 0; k < len; k++) d[k] = raw.readDoubleLE(8 * k);
-    const at = d[2]!;
-    const verdicts: Verdict[] = new Array(n);
-    for (let i = 0; i < n; i++) {
-      const b = 3 + i * 6;
-      verdicts[i] = {
-        at,
-        ok: d[b]! === 1,
-        remaining: d[b + 1]!,
-        resetMs: d[b + 2]!,
-        retryMs: d[b + 3]!,
-        retry1Ms: d[b + 4]!,
-        stamp: d[b + 5]!,
-      };
+    const at = d[0]!;
+    const out: Outcome[] = new Array(requests.length);
+    let b = 1;
+    for (let r = 0; r < requests.length; r++) {
+      const n = requests[r]!.length;
+      const allowed = d[b] === 1;
+      b += 2;
+      const verdicts: Verdict[] = new Array(n);
+      for (let i = 0; i < n; i++, b += 6) {
+        verdicts[i] = {
+          at,
+          ok: d[b]! === 1,
+          remaining: d[b + 1]!,
+          resetMs: d[b + 2]!,
+          retryMs: d[b + 3]!,
+          retry1Ms: d[b + 4]!,
+          stamp: d[b + 5]!,
+        };
+      }
+      out[r] = { allowed, verdicts };
     }
-    return { allowed: d[0] === 1, verdicts };
-  }
-
-  /** EVALSHA with a Buffer reply; on NOSCRIPT send the source once (which caches it). */
-  #evalBuffer(argv: (string | number | Buffer)[]): Promise<Buffer> {
-    const redis = this.#redis as unknown as BufferEval;
-    return redis.evalshaBuffer(argv).catch((err: unknown) => {
-      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw this.#scriptFailed(err);
-      return redis.evalBuffer([this.#check.source, ...argv.slice(1)]).catch((e: unknown) => {
-        throw this.#scriptFailed(e);
-      });
-    });
-  }
-
-  #scriptFailed(err: unknown): unknown {
-    // Lua errors are bugs and get a stable code; connection and server-state errors pass through.
-    if (!(err instanceof Error) || err.name !== 'ReplyError' || SERVER_STATE.test(err.message)) return err;
-    return new ShoalError('store.script_failed', `Lua script ${this.#check.name} failed: ${err.message}`, {
-      cause: err,
-      detail: { script: this.#check.name, sha: this.#check.sha },
-    });
+    return out;
   }
 
   /**
@@ -490,7 +631,6 @@ export class RateLimiter {
    * slot rejected, so the end state is all-or-nothing.
    */
   async #evaluate(entries: Entry[], charge: boolean): Promise<Verdict[]> {
-    if (!this.#multiSlot || entries.length === 1) return (await this.#run(entries, charge)).verdicts;
     const groups = new Map<number, number[]>();
     entries.forEach((e, i) => {
       const slot = keySlot(e.key);
@@ -523,7 +663,7 @@ export class RateLimiter {
       const args: (string | number)[] = [];
       for (const i of charged) {
         const e = entries[i]!;
-        args.push(ALG_CODE[e.def.algorithm], e.requests, e.windowMs, e.cost, verdicts[i]!.stamp);
+        args.push(ALG_CODE[e.def.algorithm], e.conf.requests, e.conf.windowMs, e.cost, verdicts[i]!.stamp);
         verdicts[i] = { ...verdicts[i]!, remaining: verdicts[i]!.remaining + e.cost };
       }
       refunds.push(
@@ -544,13 +684,13 @@ export class RateLimiter {
       name: e.def.name,
       subject: e.subject,
       algorithm: e.def.algorithm,
-      requests: e.requests,
-      windowMs: e.windowMs,
-      mode: e.mode,
+      requests: e.conf.requests,
+      windowMs: e.conf.windowMs,
+      mode: e.conf.mode,
       allowed: v.ok,
       remaining: v.remaining,
       resetMs: v.resetMs,
-      retryAfterMs: v.ok ? 0 : v.retryMs < 0 ? e.windowMs : v.retryMs,
+      retryAfterMs: v.ok ? 0 : v.retryMs < 0 ? e.conf.windowMs : v.retryMs,
     };
   }
 
@@ -564,7 +704,7 @@ export class RateLimiter {
       const v = verdicts[i]!;
       const r = this.#result(e, v);
       limits.push(r);
-      if (!v.ok && e.mode === 'enforce') {
+      if (!v.ok && e.conf.mode === 'enforce') {
         if (rejectedBy === undefined) rejectedBy = e.def.name;
         retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
         if (source === 'redis' && v.retry1Ms > 0) this.#blockCache.set(e.cacheKey, now + v.retry1Ms);
@@ -624,28 +764,33 @@ export class RateLimiter {
       else if (policy === 'open') {
         verdicts[i] = {
           ok: true,
-          remaining: e.requests,
-          resetMs: e.windowMs,
+          remaining: e.conf.requests,
+          resetMs: e.conf.windowMs,
           retryMs: 0,
           retry1Ms: 0,
           stamp: 0,
         };
       } else {
         verdicts[i] = { ok: false, remaining: 0, resetMs: 1000, retryMs: 1000, retry1Ms: 0, stamp: 0 };
-        if (e.mode === 'enforce' && closedBy === undefined) closedBy = e.def.name;
+        if (e.conf.mode === 'enforce' && closedBy === undefined) closedBy = e.def.name;
       }
     });
     if (localIdx.length > 0) {
       const res = this.#local.check(
         localIdx.map((i) => {
           const e = entries[i]!;
-          return { key: e.cacheKey, requests: e.requests, windowMs: e.windowMs, cost: closedBy ? 0 : e.cost };
+          return {
+            key: e.cacheKey,
+            requests: e.conf.requests,
+            windowMs: e.conf.windowMs,
+            cost: closedBy ? 0 : e.cost,
+          };
         }),
       );
       localIdx.forEach((i, j) => {
         const [ok, remaining, retry] = res[j]!;
         const e = entries[i]!;
-        verdicts[i] = { ok, remaining, resetMs: e.windowMs, retryMs: retry, retry1Ms: 0, stamp: 0 };
+        verdicts[i] = { ok, remaining, resetMs: e.conf.windowMs, retryMs: retry, retry1Ms: 0, stamp: 0 };
       });
     }
     const d = this.#finish(entries, verdicts, 'fallback');
@@ -664,13 +809,10 @@ export class RateLimiter {
     const def = this.#def(limit);
     const e = entries[0] ?? {
       def,
+      conf: this.#baseConfigs.get(def)!,
       subject: subjectOf(subject, this.#maxSubject),
       key: this.keys.state(limit, subjectOf(subject, this.#maxSubject)),
       cacheKey: '',
-      requests: def.rate.requests,
-      windowMs: def.rate.windowMs,
-      burst: def.burst,
-      mode: def.mode,
       cost: 1,
     };
     const { verdicts } = await this.#run([e], false);
@@ -684,8 +826,8 @@ export class RateLimiter {
       resetMs: v.resetMs,
       retryAfterMs: v.ok ? 0 : v.retryMs,
       blocked: raw !== null && raw.length === 9 && raw[0] === 0x42,
-      requests: e.requests,
-      windowMs: e.windowMs,
+      requests: e.conf.requests,
+      windowMs: e.conf.windowMs,
       algorithm: def.algorithm,
     };
   }

@@ -191,3 +191,57 @@ test('state keys always expire: the first write of a (sub-)window sets the TTL, 
   assert.ok(next > same.s, `a new sub-window sets the TTL afresh (${same.s} -> ${next})`);
   for (const name of ['s', 'f', 'g']) assert.ok((await admin.pttl(key(name))) > 0, `${name} still expires`);
 });
+
+/** How many script calls the limiter made that Redis answered, from its latency histogram. */
+async function redisCalls(registry: Registry): Promise<number> {
+  const metrics = await registry.metrics();
+  return Number(/shoal_ratelimit_redis_duration_seconds_count\{result="ok"\} (\d+)/.exec(metrics)?.[1]);
+}
+
+test('decisions started in one event-loop turn share one script call and are decided in order', async () => {
+  const registry = new Registry();
+  const l = make({
+    limits: { a: '1000/min', b: { limit: '10/min', algorithm: 'gcra', burst: 10 }, c: '30/min' },
+    registry,
+  });
+  await l.start();
+  // 40 decisions issued together: a is shared, b and c by subject; b admits the first 10 of s0
+  const ds = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => l.check({ a: 'all', b: 's0', c: i % 2 === 0 ? 'even' : 'odd' })),
+  );
+  const admitted = ds.flatMap((d, i) => (d.allowed ? [i] : []));
+  assert.deepEqual(admitted, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'the first ten in issue order');
+  for (const d of ds.slice(10)) assert.equal(d.rejectedBy, 'b');
+  // remaining counts down through the batch exactly as separate calls would report it
+  assert.deepEqual(
+    ds.slice(0, 10).map((d) => d.limits[1]!.remaining),
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+  );
+  // rejected decisions charged nothing: a saw exactly 10, each c subject 5
+  assert.equal((await l.inspect('a', 'all')).remaining, 990);
+  assert.equal((await l.inspect('c', 'even')).remaining, 25);
+  assert.equal((await l.inspect('c', 'odd')).remaining, 25);
+  const calls = await redisCalls(registry);
+  assert.equal(calls, 1, 'one Redis call for the whole batch');
+  // every key written by the batch carries a TTL, including keys the batch created
+  for (const [limit, subject] of [
+    ['a', 'all'],
+    ['b', 's0'],
+    ['c', 'even'],
+  ] as const) {
+    const ttl = await admin.pttl(l.keys.state(limit, subject));
+    assert.ok(ttl > 0, `${limit}:${subject} has TTL ${ttl}`);
+  }
+});
+
+test('a burst larger than one batch is split and still admits exactly the limit', async () => {
+  const registry = new Registry();
+  const l = make({ limits: { k: '150/min', other: '1000/min' }, registry });
+  await l.start();
+  const ds = await Promise.all(Array.from({ length: 300 }, () => l.check({ k: 'hot', other: 'x' })));
+  assert.equal(ds.filter((d) => d.allowed).length, 150);
+  assert.equal((await l.inspect('other', 'x')).remaining, 850);
+  const calls = await redisCalls(registry);
+  // at most 64 decisions per call; the block cache answers some rejections without any call
+  assert.ok(calls >= 3 && calls <= 5, `calls ${calls}`);
+});

@@ -1,25 +1,28 @@
--- check-n: decide K rate limits atomically and charge all of them or none.
--- KEYS[i]  state key of limit i: a binary string (struct-packed, little-endian):
+-- check-n: decide M requests, each against K rate limits, in order; each request charges all of
+-- its limits or none. Several requests share one call when they start in the same event-loop
+-- turn of one instance; the result is exactly that of M calls made one after another.
+-- KEYS[k]  the distinct state keys of the batch; each a binary string (struct-packed, little-endian):
 --            GCRA            8 bytes   <d   theoretical arrival time, microseconds
 --            fixed window    12 bytes  <dI4 window index, count
 --            sliding window  52 bytes  <d + 11 x I4: index of the newest sub-window, then the
 --                            counts of the 11 most recent sub-windows of W/10 (oldest first);
 --                            the oldest is weighted by how much of it is still inside the window
 --            admin block     9 bytes   'B' .. <d  blocked until, microseconds
--- ARGV[1]  the request, struct-packed: B charge (1 = decide and charge, 0 = peek, never write),
---          then per limit i '<BddddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst,
---          cost, shadow (1 = evaluate and count but never reject)
--- ARGV[1 + i]  ttl_ms of limit i's state key, as text (SET ... PX takes it as is); set by the
+-- ARGV[1]  the batch, struct-packed: '<HH' number of limit configs C, number of requests M;
+--          C configs '<BdddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst, shadow
+--          (1 = evaluate and count but never reject); then per request '<BB' charge (1 = decide
+--          and charge, 0 = peek, never write), K; then K entries '<HHd': config, key index, cost
+-- ARGV[1 + c]  ttl_ms of config c's state keys, as text (SET ... PX takes it as is); set by the
 --          first write of each (sub-)window, which outlives the (sub-)window's later writes
--- returns  one string of '<d' values: allowed (1/0), index of the first enforcing limit that
---          rejected (1-based, 0 none), now_ms, then 6 per limit: ok (1/0), remaining, reset_ms,
---          retry_ms, retry1_ms, stamp
+-- returns  one string of '<d' values: now_ms, then per request: allowed (1/0), index of the first
+--          enforcing limit that rejected (1-based, 0 none), then 6 per limit: ok (1/0), remaining,
+--          reset_ms, retry_ms, retry1_ms, stamp
 --          retry_ms: wait until this cost fits (-1: never, cost > capacity);
 --          retry1_ms: until a cost of 1 fits (what the local block cache may use);
 --          stamp: window index or new GCRA TAT (us), which refund-n needs to undo a charge.
 -- Why binary in and out: inside Redis each argument string, reply value and number-to-text
 -- conversion has a cost of its own; one packed string each way is near free. The state keys are
--- read with one MGET: every redis.call costs about a microsecond of fixed overhead.
+-- read with one MGET and each is written once, at the end: every redis.call has a fixed cost.
 -- Time is Redis TIME, never the caller's clock.
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -30,10 +33,6 @@ local B = 10
 local SLIDING = '<dI4I4I4I4I4I4I4I4I4I4I4'
 local cfg = ARGV[1]
 local keys = KEYS
-local n = #keys
-local charge = sunpack('<B', cfg) == 1
-local pos = 2
-
 
 -- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
 local function sub_retry(counts, L, S, frac, c)
@@ -55,162 +54,168 @@ local function sub_retry(counts, L, S, frac, c)
   return (B + 1 - frac) * S
 end
 
-local vals = call('MGET', tunpack(keys))
-local out = { 1, 0, floor(now / 1000) }
-local writes = {}
--- true: the key already carries a TTL that outlives this write (set by the first write of the
--- current (sub-)window), so SET ... KEEPTTL, which costs Redis less than SET ... PX
-local keep = {}
-local allowed = 1
-local rejected = 0
+-- offset (us) from now until every request now counted has left the window (0 if none is)
+local function drain_time(counts, S, frac)
+  for k = B, 0, -1 do
+    if counts[k] > 0 then return (k + 1 - frac) * S end
+  end
+  return 0
+end
 
-for i = 1, n do
-  local alg, L, W, burst, c, shadow
-  alg, L, W, burst, c, shadow, pos = sunpack('<BddddB', cfg, pos)
-  W = W * 1000
-  local raw = vals[i]
-  local ok, remaining, reset, retry, retry1, stamp
-
+-- one limit against its current state; returns ok, remaining, reset, retry, retry1 (us), stamp,
+-- the state to write when the request is admitted (nil: nothing to write), and whether the key
+-- already carries a TTL that outlives this write (SET ... KEEPTTL costs Redis less than PX)
+local function decide(alg, L, W, burst, c, raw)
   if raw and #raw == 9 and string.byte(raw, 1) == 66 then
     local untl = sunpack('<d', raw, 2)
-    if untl > now then
-      ok, remaining, reset, retry, retry1, stamp = 0, 0, untl - now, untl - now, untl - now, 0
-    end
+    if untl > now then return 0, 0, untl - now, untl - now, untl - now, 0 end
     raw = nil
   end
-
-  if ok == nil then
-    if alg == 1 then
-      local S = W / B
-      local j = floor(now / S)
-      local frac = (now - j * S) / S
-      local sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10
-      if raw and #raw == 52 then sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING, raw) end
-      if sj == j then
-        -- common case: the newest sub-window is still current, no shifting
-        local newer = a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10
-        local est = a0 * (1 - frac) + newer
-        stamp = j
-        if est + c <= L then
-          ok, retry, retry1 = 1, 0, 0
-          remaining = max(0, floor(L - est - c))
-          writes[i] = pack(SLIDING, j, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 + c)
-          keep[i] = true
-        else
-          ok = 0
-          local counts = { [0] = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
-          retry = sub_retry(counts, L, S, frac, c)
-          retry1 = sub_retry(counts, L, S, frac, 1)
-          remaining = max(0, floor(L - est))
-        end
-        -- until every request now counted has left the window (a10 + c > 0 when admitted)
-        if ok == 1 or a10 > 0 then
-          reset = (B + 1 - frac) * S
-        else
-          local counts = { [0] = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
-          local newest = -1
-          for k = 0, B do if counts[k] > 0 then newest = k end end
-          if newest < 0 then reset = 0 else reset = (newest + 1 - frac) * S end
-        end
-      else
-        local counts = { [0] = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
-        if sj then
-          local v = { a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
-          local shift = j - sj
-          if shift >= 0 and shift <= B then
-            for k = 0, B - shift do counts[k] = v[1 + k + shift] end
-          end
-        end
-        local est = counts[0] * (1 - frac)
-        for k = 1, B do est = est + counts[k] end
-        if est + c <= L then ok = 1 else ok = 0 end
-        if ok == 1 then
-          retry, retry1 = 0, 0
-        else
-          retry = sub_retry(counts, L, S, frac, c)
-          retry1 = sub_retry(counts, L, S, frac, 1)
-        end
-        stamp = j
-        if ok == 1 then
-          counts[B] = counts[B] + c
-          remaining = max(0, floor(L - est - c))
-          writes[i] = pack(SLIDING, j, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
-            counts[6], counts[7], counts[8], counts[9], counts[10])
-        else
-          remaining = max(0, floor(L - est))
-        end
-        local newest = -1
-        for k = 0, B do if counts[k] > 0 then newest = k end end
-        if newest < 0 then reset = 0 else reset = (newest + 1 - frac) * S end
+  if alg == 1 then
+    local S = W / B
+    local j = floor(now / S)
+    local frac = (now - j * S) / S
+    local sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10
+    if raw and #raw == 52 then sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING, raw) end
+    if sj == j then
+      -- common case: the newest sub-window is still current, no shifting
+      local est = a0 * (1 - frac) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10
+      if est + c <= L then
+        return 1, max(0, floor(L - est - c)), (B + 1 - frac) * S, 0, 0, j,
+          pack(SLIDING, j, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 + c), true
       end
-    elseif alg == 2 then
-      local T = W / L
-      local tat = now
-      if raw and #raw == 8 then tat = max(sunpack('<d', raw), now) end
-      local new_tat = tat + c * T
-      if c > burst then
-        ok, retry = 0, -1
-      elseif new_tat - burst * T <= now then
-        ok, retry = 1, 0
-      else
-        ok, retry = 0, new_tat - burst * T - now
+      local counts = { [0] = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
+      return 0, max(0, floor(L - est)), drain_time(counts, S, frac), sub_retry(counts, L, S, frac, c),
+        sub_retry(counts, L, S, frac, 1), j
+    end
+    local counts = { [0] = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    if sj then
+      local v = { a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
+      local shift = j - sj
+      if shift >= 0 and shift <= B then
+        for k = 0, B - shift do counts[k] = v[1 + k + shift] end
       end
-      retry1 = max(0, tat + T - burst * T - now)
-      if ok == 1 then
-        remaining = floor((now - (new_tat - burst * T)) / T)
-        reset = new_tat - now
-        stamp = ceil(new_tat)
-        writes[i] = pack('<d', stamp)
-      else
-        remaining = max(0, floor((now - (tat - burst * T)) / T))
-        reset = tat - now
-        stamp = 0
-      end
+    end
+    local est = counts[0] * (1 - frac)
+    for k = 1, B do est = est + counts[k] end
+    local ok, remaining, retry, retry1, wr = 1, 0, 0, 0, nil
+    if est + c <= L then
+      counts[B] = counts[B] + c
+      remaining = max(0, floor(L - est - c))
+      wr = pack(SLIDING, j, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
+        counts[6], counts[7], counts[8], counts[9], counts[10])
     else
-      local w = floor(now / W)
-      local cur = 0
-      if raw and #raw == 12 then
-        local sw, sc = sunpack('<dI4', raw)
-        if sw == w then
-          cur = sc
-          keep[i] = true
+      ok = 0
+      retry = sub_retry(counts, L, S, frac, c)
+      retry1 = sub_retry(counts, L, S, frac, 1)
+      remaining = max(0, floor(L - est))
+    end
+    return ok, remaining, drain_time(counts, S, frac), retry, retry1, j, wr, false
+  elseif alg == 2 then
+    local T = W / L
+    local tat = now
+    if raw and #raw == 8 then tat = max(sunpack('<d', raw), now) end
+    local new_tat = tat + c * T
+    local retry1 = max(0, tat + T - burst * T - now)
+    if c > burst then return 0, max(0, floor((now - (tat - burst * T)) / T)), tat - now, -1, retry1, 0 end
+    if new_tat - burst * T <= now then
+      local stamp = ceil(new_tat)
+      return 1, floor((now - (new_tat - burst * T)) / T), new_tat - now, 0, retry1, stamp,
+        pack('<d', stamp), false
+    end
+    return 0, max(0, floor((now - (tat - burst * T)) / T)), tat - now, new_tat - burst * T - now, retry1, 0
+  end
+  local w = floor(now / W)
+  local cur, keep = 0, false
+  if raw and #raw == 12 then
+    local sw, sc = sunpack('<dI4', raw)
+    if sw == w then cur, keep = sc, true end
+  end
+  local elapsed = now - w * W
+  local retry1 = 0
+  if cur + 1 > L then retry1 = W - elapsed end
+  if cur + c <= L then
+    return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, pack('<dI4', w, cur + c), keep
+  end
+  local retry = W - elapsed
+  if c > L then retry = -1 end
+  return 0, max(0, L - cur), W - elapsed, retry, retry1, w
+end
+
+-- every table below is made once per call: table creation and the garbage it leaves are a
+-- large share of a short script's cost inside Redis
+local nc, m, pos = sunpack('<HH', cfg)
+-- config k at cf[5k-4 .. 5k]: alg, limit, window (us), burst, shadow
+local cf = {}
+for k = 1, nc do
+  local b = 5 * k
+  cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], cf[b], pos = sunpack('<BdddB', cfg, pos)
+  cf[b - 2] = cf[b - 2] * 1000
+end
+
+local vals = call('MGET', tunpack(keys))
+-- per key written by this batch: its config index, negative when the final SET must (re)start
+-- the TTL (some admitted write began a new (sub-)window)
+local dirty = {}
+-- per limit of the current request, reused: key index, config index, state to write, keep TTL
+local lw = {}
+local out = { floor(now / 1000) }
+local o = 1
+
+for _ = 1, m do
+  local charge, n
+  charge, n, pos = sunpack('<BB', cfg, pos)
+  local head = o + 1
+  o = o + 2
+  local allowed, rejected = 1, 0
+  for i = 1, n do
+    local ci, ki, c
+    ci, ki, c, pos = sunpack('<HHd', cfg, pos)
+    local b = 5 * ci
+    local ok, remaining, reset, retry, retry1, stamp, wr, keep =
+      decide(cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], c, vals[ki])
+    local w = 4 * i
+    lw[w - 3], lw[w - 2], lw[w - 1], lw[w] = ki, ci, wr, keep
+    if ok == 0 and cf[b] ~= 1 and allowed == 1 then
+      allowed = 0
+      rejected = i
+    end
+    -- microseconds to whole milliseconds, rounded up (a negative retry means never: -1)
+    if reset < 0 then reset = -1 else reset = ceil(reset / 1000) end
+    if retry < 0 then retry = -1 else retry = ceil(retry / 1000) end
+    if retry1 < 0 then retry1 = -1 else retry1 = ceil(retry1 / 1000) end
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
+      ok, remaining, reset, retry, retry1, stamp
+    o = o + 6
+  end
+  out[head], out[head + 1] = allowed, rejected
+  if charge == 1 and allowed == 1 then
+    for i = 1, n do
+      local w = 4 * i
+      local wr = lw[w - 1]
+      if wr then
+        local ki, ci = lw[w - 3], lw[w - 2]
+        vals[ki] = wr
+        local d = dirty[ki]
+        if not lw[w] then
+          dirty[ki] = -ci
+        elseif not d then
+          dirty[ki] = ci
         end
       end
-      local elapsed = now - w * W
-      if cur + c <= L then ok = 1 else ok = 0 end
-      if c > L then retry = -1 elseif ok == 1 then retry = 0 else retry = W - elapsed end
-      if cur + 1 <= L then retry1 = 0 else retry1 = W - elapsed end
-      reset = W - elapsed
-      stamp = w
-      if ok == 1 then
-        remaining = max(0, L - cur - c)
-        writes[i] = pack('<dI4', w, cur + c)
-      else
-        remaining = max(0, L - cur)
-      end
-    end
-  end
-
-  if ok == 0 and shadow ~= 1 and allowed == 1 then
-    allowed = 0
-    rejected = i
-  end
-  local b = 6 * i - 2
-  -- microseconds to whole milliseconds, rounded up (a negative retry means never: -1)
-  out[b], out[b + 1], out[b + 5] = ok, remaining, stamp
-  if reset < 0 then out[b + 2] = -1 else out[b + 2] = ceil(reset / 1000) end
-  if retry < 0 then out[b + 3] = -1 else out[b + 3] = ceil(retry / 1000) end
-  if retry1 < 0 then out[b + 4] = -1 else out[b + 4] = ceil(retry1 / 1000) end
-end
-
-if charge and allowed == 1 then
-  for i = 1, n do
-    local wr = writes[i]
-    if wr then
-      if keep[i] then call('SET', keys[i], wr, 'KEEPTTL') else call('SET', keys[i], wr, 'PX', ARGV[1 + i]) end
     end
   end
 end
 
-out[1], out[2] = allowed, rejected
-return pack('<' .. string.rep('d', 3 + 6 * n), tunpack(out))
+for k = 1, #keys do
+  local ci = dirty[k]
+  if ci then
+    if ci < 0 then
+      call('SET', keys[k], vals[k], 'PX', ARGV[1 - ci])
+    else
+      call('SET', keys[k], vals[k], 'KEEPTTL')
+    end
+  end
+end
+
+return pack('<' .. string.rep('d', o), tunpack(out, 1, o))
