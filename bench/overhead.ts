@@ -124,7 +124,8 @@ async function main(): Promise<void> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
   const file = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `shoal-bench-overhead-${process.pid}.ndjson`);
-  rmSync(file, { force: true });
+  // A caller-given path is only appended to (it may be /dev/null or a file worth keeping).
+  if (!process.env.BENCH_LOG_FILE) rmSync(file, { force: true });
   let loggedRequests = 0;
   const rps: Record<Variant, number[]> = { bare: [], observed: [], middleware: [] };
   const cpu: Record<Variant, number[]> = { bare: [], observed: [], middleware: [] };

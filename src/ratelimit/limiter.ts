@@ -120,9 +120,13 @@ interface Outcome {
 
 /**
  * A batch never exceeds this many decisions, nor this many limits in all: bounds the script's run
- * time and keeps its packed reply within what one Lua call may return.
+ * time and keeps its packed reply within what one Lua call may return. Kept small on purpose: a
+ * turn's decisions split into several calls are pipelined, so Redis runs one batch while the
+ * instance packs the next and reads the previous; one big batch leaves each side idle while the
+ * other works. Measured at concurrency 64 (three limits each): 64 per call ~47 000 decisions/s,
+ * 16 per call ~68 000, 8 per call ~60 000-75 000 with a larger share of per-call overhead.
  */
-const MAX_BATCH = 64;
+const MAX_BATCH = 16;
 const MAX_BATCH_LIMITS = 512;
 
 /**
@@ -375,20 +379,22 @@ export class RateLimiter {
 
   /**
    * Send every queued decision, at most MAX_BATCH per script call. Under load many requests reach
-   * the limiter in one event-loop turn; one call for all of them costs Redis one script run, one
-   * read and one write per shared key instead of one each, and the instance one socket write and
-   * one deadline timer. A lone decision goes out as soon as the current turn's synchronous work
+   * the limiter in one event-loop turn; one call for several of them costs Redis one script run,
+   * one read and one write per shared key instead of one each, and the instance one socket write
+   * and one deadline timer. A lone decision goes out as soon as the current turn's synchronous work
    * is done, so batching adds no waiting. The script decides the batch's requests in order, so
    * the result is that of separate calls.
    */
   #flushQueue(): void {
     const queue = this.#queue;
     this.#queue = [];
+    // Even batches: 17 decisions go as 9 + 8, not 16 + 1.
+    const size = Math.ceil(queue.length / Math.ceil(queue.length / MAX_BATCH));
     let start = 0;
     let limits = 0;
     for (let i = 0; i < queue.length; i++) {
       const n = queue[i]!.entries.length;
-      if (i > start && (i - start === MAX_BATCH || limits + n > MAX_BATCH_LIMITS)) {
+      if (i > start && (i - start === size || limits + n > MAX_BATCH_LIMITS)) {
         this.#sendBatch(queue.slice(start, i));
         start = i;
         limits = 0;
