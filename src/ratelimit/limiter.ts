@@ -108,7 +108,7 @@ class DeadlineExceeded extends Error {}
 /** One decision waiting for the current batch. */
 interface Pending {
   entries: Entry[];
-  resolve: (v: Verdict[]) => void;
+  resolve: (d: Decision) => void;
   reject: (err: unknown) => void;
 }
 
@@ -116,6 +116,12 @@ interface Pending {
 interface Outcome {
   allowed: boolean;
   verdicts: Verdict[];
+}
+
+/** A check-n call on its way: the raw reply, and how many limits it decides in all. */
+interface PackedCall {
+  reply: Promise<Buffer>;
+  limits: number;
 }
 
 /**
@@ -323,43 +329,44 @@ export class RateLimiter {
    * @example
    * const d = await limiter.check({ ip: clientIp, identity }, { cost: 5 });
    */
-  async check(
-    subjects: Record<string, string | undefined | null>,
-    options: CheckOptions = {},
-  ): Promise<Decision> {
-    const entries = this.#entries(subjects, options.cost);
-    if (entries.length === 0) {
-      return {
-        allowed: true,
-        rejectedBy: undefined,
-        storeUnavailable: false,
-        retryAfterMs: 0,
-        source: 'redis',
-        limits: [],
-      };
-    }
-    const cached = this.#fromCache(entries);
-    if (cached) return cached;
-    if (!this.#breaker.allow()) return this.#fallback(entries, 'breaker_open');
-    let verdicts: Verdict[];
-    if (this.#multiSlot && entries.length > 1) {
-      const started = performance.now();
-      try {
-        verdicts = await this.#withDeadline(this.#evaluate(entries, true));
-        this.#redisAnswered(started);
-      } catch (err) {
-        return this.#fallback(entries, this.#redisFailed(started, err));
-      }
-    } else {
-      // decisions started in the same event-loop turn share one script call (see #flushQueue)
-      try {
-        verdicts = await new Promise<Verdict[]>((resolve, reject) => {
-          if (this.#queue.length === 0) process.nextTick(this.#flush);
-          this.#queue.push({ entries, resolve, reject });
+  check(subjects: Record<string, string | undefined | null>, options: CheckOptions = {}): Promise<Decision> {
+    // Not an async function: a decision that waits for Redis settles straight from the script
+    // call's answer, with no extra promise in between (each costs a turn at concurrency 1).
+    try {
+      const entries = this.#entries(subjects, options.cost);
+      if (entries.length === 0) {
+        return Promise.resolve({
+          allowed: true,
+          rejectedBy: undefined,
+          storeUnavailable: false,
+          retryAfterMs: 0,
+          source: 'redis',
+          limits: [],
         });
-      } catch (err) {
-        return this.#fallback(entries, err instanceof DeadlineExceeded ? 'timeout' : 'error');
       }
+      const cached = this.#fromCache(entries);
+      if (cached) return Promise.resolve(cached);
+      if (!this.#breaker.allow()) return Promise.resolve(this.#fallback(entries, 'breaker_open'));
+      if (this.#multiSlot && entries.length > 1) return this.#checkSpread(entries);
+      // decisions started in the same event-loop turn share script calls (see #flushQueue)
+      return new Promise<Decision>((resolve, reject) => {
+        if (this.#queue.length === 0) process.nextTick(this.#flush);
+        this.#queue.push({ entries, resolve, reject });
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** A decision whose keys live in several Cluster slots: one call per slot, never batched. */
+  async #checkSpread(entries: Entry[]): Promise<Decision> {
+    const started = performance.now();
+    let verdicts: Verdict[];
+    try {
+      verdicts = await this.#withDeadline(this.#evaluate(entries, true));
+      this.#redisAnswered(started);
+    } catch (err) {
+      return this.#fallback(entries, this.#redisFailed(started, err));
     }
     return this.#finish(entries, verdicts, 'redis');
   }
@@ -406,20 +413,54 @@ export class RateLimiter {
 
   #sendBatch(batch: Pending[]): void {
     const started = performance.now();
-    this.#withDeadline(
-      this.#request(
-        batch.map((p) => p.entries),
-        true,
-      ),
-    ).then(
-      (outcomes) => {
+    const requests = batch.map((p) => p.entries);
+    // One deadline per call; whichever of answer, failure or deadline comes first settles every
+    // decision in the batch, the others are ignored.
+    let settled = false;
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const reason = this.#redisFailed(started, err);
+      for (const p of batch) {
+        try {
+          p.resolve(this.#fallback(p.entries, reason));
+        } catch (e) {
+          p.reject(e);
+        }
+      }
+    };
+    const timer = setTimeout(() => fail(new DeadlineExceeded()), this.deadlineMs);
+    let call: PackedCall;
+    try {
+      call = this.#send(requests, true);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    call.reply.then(
+      (reply) => {
+        if (settled) return;
+        let outcomes: Outcome[];
+        try {
+          outcomes = this.#parse(requests, call.limits, reply);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
         this.#redisAnswered(started);
-        for (let j = 0; j < batch.length; j++) batch[j]!.resolve(outcomes[j]!.verdicts);
+        for (let j = 0; j < batch.length; j++) {
+          const p = batch[j]!;
+          try {
+            p.resolve(this.#finish(p.entries, outcomes[j]!.verdicts, 'redis'));
+          } catch (e) {
+            p.reject(e);
+          }
+        }
       },
-      (err: unknown) => {
-        this.#redisFailed(started, err);
-        for (const p of batch) p.reject(err);
-      },
+      (err: unknown) => fail(scriptFailed(this.#check, err)),
     );
   }
 
@@ -547,6 +588,18 @@ export class RateLimiter {
    * reply (layouts in the script header): each distinct key and limit config is sent once.
    */
   async #request(requests: Entry[][], charge: boolean): Promise<Outcome[]> {
+    const call = this.#send(requests, charge);
+    let reply: Buffer;
+    try {
+      reply = await call.reply;
+    } catch (err) {
+      throw scriptFailed(this.#check, err);
+    }
+    return this.#parse(requests, call.limits, reply);
+  }
+
+  /** Pack `requests` into one check-n call and send it; the reply is parsed by {@link #parse}. */
+  #send(requests: Entry[][], charge: boolean): PackedCall {
     const keyIndex = new Map<string, number>();
     const keys: string[] = [];
     const confIndex = new Map<LimitConfig, number>();
@@ -584,13 +637,7 @@ export class RateLimiter {
         o += 12;
       }
     }
-    let reply: Buffer;
-    try {
-      reply = await evalPacked(this.#redis, this.#check, keys, packed, ttls);
-    } catch (err) {
-      throw scriptFailed(this.#check, err);
-    }
-    return this.#parse(requests, limits, reply);
+    return { reply: evalPacked(this.#redis, this.#check, keys, packed, ttls), limits };
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer): Outcome[] {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { evalPacked } from '../../src/stores/redis/packed.js';
@@ -51,4 +53,29 @@ test('evalPacked applies the client keyPrefix like any ioredis command, and pass
     assert.match(e.message, /Unknown Redis command|NOPE/i);
     return true;
   });
+});
+
+test('evalPacked honours the client commandTimeout: a call nobody answers is rejected, not left hanging', async () => {
+  // A server that accepts connections and never answers.
+  const silent = createServer((socket) => socket.on('data', () => {}));
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  const port = (silent.address() as AddressInfo).port;
+  const redis = new Redis({
+    host: '127.0.0.1',
+    port,
+    enableReadyCheck: false,
+    commandTimeout: 150,
+    maxRetriesPerRequest: 0,
+  });
+  clients.push(redis);
+  try {
+    const started = performance.now();
+    await assert.rejects(evalPacked(redis, echo(), ['{k}a'], new Uint8Array([1]), []), /Command timed out/);
+    const waited = performance.now() - started;
+    assert.ok(waited >= 140 && waited < 2000, `rejected after ${waited} ms`);
+  } finally {
+    redis.disconnect();
+    silent.close();
+  }
 });

@@ -16,22 +16,75 @@ import { isNoScript, type LuaScript } from './scripts.js';
 interface CommandSender {
   sendCommand(command: Command): unknown;
   options?: { keyPrefix?: string };
+  isCluster?: boolean;
+}
+
+// The parts of ioredis's Command this file replaces or calls (declared by ioredis as JS only).
+interface CommandInternals {
+  resolve(value: unknown): unknown;
+  reject(err: Error): unknown;
+  isResolved: boolean;
+  _clearTimers(): void;
 }
 
 class PackedCommand extends Command {
-  readonly #wire: Buffer;
+  #wire: Buffer = EMPTY;
+  /** The EVAL form, sent once if Redis does not know the script yet (NOSCRIPT). */
+  #fallback: (() => PackedCommand) | undefined;
 
-  constructor(name: string, routing: string[], wire: Buffer) {
+  static create(
+    name: string,
+    routing: string[],
+    wire: Buffer,
+    fallback: (() => PackedCommand) | undefined,
+  ): PackedCommand {
     // `routing` (script, numkeys, keys) is what ioredis reads to find the keys' slot on a Cluster;
-    // null reply encoding keeps the reply a Buffer
-    super(name, routing, { replyEncoding: null });
-    this.#wire = wire;
+    // a single node never reads it. Null reply encoding keeps the reply a Buffer.
+    const cmd = new PackedCommand(name, routing, { replyEncoding: null });
+    cmd.#wire = wire;
+    cmd.#fallback = fallback;
+    return cmd;
   }
 
   override toWritable(): Buffer {
     return this.#wire;
   }
+
+  /** On NOSCRIPT, send the EVAL form once and settle with its outcome; true when it did. */
+  retryWithSource(err: Error, resolve: (v: unknown) => void, reject: (e: unknown) => void): boolean {
+    const fallback = this.#fallback;
+    this.#fallback = undefined;
+    if (!fallback || !isNoScript(err)) return false;
+    fallback().promise.then(resolve, reject);
+    return true;
+  }
 }
+
+// ioredis's constructor calls initPromise (private in its typings, hence set here rather than
+// overridden in the class). The stock version wraps each command in three closures, a reply
+// transformer and a callback adapter; a decision on the hot path needs none of them. Timers are
+// still cleared, so a client-wide `commandTimeout` behaves as for any command.
+Object.defineProperty(PackedCommand.prototype, 'initPromise', {
+  configurable: true,
+  writable: true,
+  value: function initPromise(this: PackedCommand): void {
+    const self = this as unknown as CommandInternals;
+    this.promise = new Promise((resolve, reject) => {
+      self.resolve = (value: unknown) => {
+        self._clearTimers();
+        self.isResolved = true;
+        resolve(value);
+      };
+      self.reject = (err: Error) => {
+        self._clearTimers();
+        if (!this.retryWithSource(err, resolve, reject)) reject(err);
+      };
+    });
+  },
+});
+
+const EMPTY = Buffer.alloc(0);
+const NO_ROUTING: string[] = [];
 
 function bulk(s: string): string {
   return `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
@@ -79,17 +132,19 @@ export function evalPacked(
   const sender = client as unknown as CommandSender;
   const prefix = sender.options?.keyPrefix;
   const wireKeys = prefix ? keys.map((k) => prefix + k) : keys;
-  const send = (name: string, body: string) => {
-    const cmd = new PackedCommand(
+  const command = (name: string, body: string, fallback: (() => PackedCommand) | undefined) =>
+    PackedCommand.create(
       name,
-      [body, String(wireKeys.length), ...wireKeys],
+      sender.isCluster === true ? [body, String(wireKeys.length), ...wireKeys] : NO_ROUTING,
       encode(name, body, wireKeys, packed, tail),
+      fallback,
     );
+  const viaSource = () => {
+    const cmd = command('eval', script.source, undefined);
     sender.sendCommand(cmd);
-    return cmd.promise as Promise<Buffer>;
+    return cmd;
   };
-  return send('evalsha', script.sha).catch((err: unknown) => {
-    if (!isNoScript(err)) throw err;
-    return send('eval', script.source);
-  });
+  const cmd = command('evalsha', script.sha, viaSource);
+  sender.sendCommand(cmd);
+  return cmd.promise as Promise<Buffer>;
 }
