@@ -243,6 +243,8 @@ export class RateLimiter {
   readonly #overrideConfigs = new WeakMap<ContextOverride, Map<LimitDefinition, LimitConfig>>();
   #started: Promise<void> | undefined;
   #queue: Pending[] = [];
+  /** Script calls of #sendBatch not yet settled (answered, failed or past their deadline). */
+  #inFlight = 0;
   readonly #flush = () => this.#flushQueue();
   #scratch = new Float64Array(64);
   #scratchBytes = new Uint8Array(this.#scratch.buffer);
@@ -348,9 +350,18 @@ export class RateLimiter {
       if (cached) return Promise.resolve(cached);
       if (!this.#breaker.allow()) return Promise.resolve(this.#fallback(entries, 'breaker_open'));
       if (this.#multiSlot && entries.length > 1) return this.#checkSpread(entries);
-      // decisions started in the same event-loop turn share script calls (see #flushQueue)
       return new Promise<Decision>((resolve, reject) => {
-        if (this.#queue.length === 0) process.nextTick(this.#flush);
+        // With no call in flight the decision goes out at once: nothing is waiting to share its
+        // call, and deferring would only add a turn. Otherwise decisions started in the same
+        // event-loop turn share script calls (see #flushQueue); either way they reach Redis in
+        // the order they were started.
+        if (this.#queue.length === 0) {
+          if (this.#inFlight === 0) {
+            this.#sendBatch([{ entries, resolve, reject }]);
+            return;
+          }
+          process.nextTick(this.#flush);
+        }
         this.#queue.push({ entries, resolve, reject });
       });
     } catch (err) {
@@ -417,9 +428,11 @@ export class RateLimiter {
     // One deadline per call; whichever of answer, failure or deadline comes first settles every
     // decision in the batch, the others are ignored.
     let settled = false;
+    this.#inFlight++;
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
+      this.#inFlight--;
       clearTimeout(timer);
       const reason = this.#redisFailed(started, err);
       for (const p of batch) {
@@ -430,7 +443,7 @@ export class RateLimiter {
         }
       }
     };
-    const timer = setTimeout(() => fail(new DeadlineExceeded()), this.deadlineMs);
+    let timer: NodeJS.Timeout | undefined;
     let call: PackedCall;
     try {
       call = this.#send(requests, true);
@@ -438,6 +451,12 @@ export class RateLimiter {
       fail(err);
       return;
     }
+    // Armed once the request is written, so arming it never delays the request; the deadline
+    // still counts from `started`.
+    timer = setTimeout(
+      () => fail(new DeadlineExceeded()),
+      Math.max(0, this.deadlineMs - (performance.now() - started)),
+    );
     call.reply.then(
       (reply) => {
         if (settled) return;
@@ -449,6 +468,7 @@ export class RateLimiter {
           return;
         }
         settled = true;
+        this.#inFlight--;
         clearTimeout(timer);
         this.#redisAnswered(started);
         for (let j = 0; j < batch.length; j++) {
@@ -600,39 +620,52 @@ export class RateLimiter {
 
   /** Pack `requests` into one check-n call and send it; the reply is parsed by {@link #parse}. */
   #send(requests: Entry[][], charge: boolean): PackedCall {
-    const keyIndex = new Map<string, number>();
-    const keys: string[] = [];
-    const confIndex = new Map<LimitConfig, number>();
-    const ttls: string[] = [];
     let limits = 0;
+    for (const entries of requests) limits += entries.length;
+    // Each distinct key and config is sent once. A decision or two is deduplicated by scanning
+    // (cheaper than building maps for three limits); a large batch through maps.
+    const big = limits > 16;
+    const keyMap = big ? new Map<string, number>() : undefined;
+    const confMap = big ? new Map<LimitConfig, number>() : undefined;
+    const keys: string[] = [];
+    const confs: LimitConfig[] = [];
+    const ttls: string[] = [];
+    // per limit, in order: config index, key index (1-based, as the script reads them)
+    const idx: number[] = new Array(2 * limits);
+    let n = 0;
     for (const entries of requests) {
       for (const e of entries) {
-        if (!keyIndex.has(e.key)) {
-          keys.push(e.key);
-          keyIndex.set(e.key, keys.length);
-        }
-        if (!confIndex.has(e.conf)) {
+        let ci = confMap ? (confMap.get(e.conf) ?? 0) : confs.indexOf(e.conf) + 1;
+        if (ci === 0) {
+          ci = confs.push(e.conf);
           ttls.push(e.conf.ttl);
-          confIndex.set(e.conf, ttls.length);
+          confMap?.set(e.conf, ci);
         }
+        let ki = keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;
+        if (ki === 0) {
+          ki = keys.push(e.key);
+          keyMap?.set(e.key, ki);
+        }
+        idx[n++] = ci;
+        idx[n++] = ki;
       }
-      limits += entries.length;
     }
-    const packed = Buffer.allocUnsafe(4 + 26 * ttls.length + 2 * requests.length + 12 * limits);
-    packed.writeUInt16LE(ttls.length, 0);
+    const packed = Buffer.allocUnsafe(4 + 26 * confs.length + 2 * requests.length + 12 * limits);
+    packed.writeUInt16LE(confs.length, 0);
     packed.writeUInt16LE(requests.length, 2);
     let o = 4;
-    for (const conf of confIndex.keys()) {
+    for (const conf of confs) {
       packed.set(conf.bytes, o);
       o += 26;
     }
+    n = 0;
     for (const entries of requests) {
       packed[o] = charge ? 1 : 0;
       packed[o + 1] = entries.length;
       o += 2;
       for (const e of entries) {
-        packed.writeUInt16LE(confIndex.get(e.conf)!, o);
-        packed.writeUInt16LE(keyIndex.get(e.key)!, o + 2);
+        packed.writeUInt16LE(idx[n++]!, o);
+        packed.writeUInt16LE(idx[n++]!, o + 2);
         packed.writeDoubleLE(e.cost, o + 4);
         o += 12;
       }
