@@ -34,33 +34,10 @@ local SLIDING = '<dI4I4I4I4I4I4I4I4I4I4I4'
 local cfg = ARGV[1]
 local keys = KEYS
 
--- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
-local function sub_retry(counts, L, S, frac, c)
-  if c > L then return -1 end
-  local newer = 0
-  for k = 1, B do newer = newer + counts[k] end
-  for k = 0, B do
-    local R = L - c - newer
-    if R >= 0 then
-      local ck = counts[k]
-      local f = 0
-      if ck > R then f = 1 - R / ck end
-      local start = k
-      if k == 0 then start = frac end
-      return max(0, (max(start, k + f) - frac) * S)
-    end
-    if k < B then newer = newer - counts[k + 1] end
-  end
-  return (B + 1 - frac) * S
-end
-
--- offset (us) from now until every request now counted has left the window (0 if none is)
-local function drain_time(counts, S, frac)
-  for k = B, 0, -1 do
-    if counts[k] > 0 then return (k + 1 - frac) * S end
-  end
-  return 0
-end
+-- The sliding window's retry helpers (below, in decide). Every function a script defines is
+-- created anew on each call; these are created only when a call needs them, and the common case
+-- (admitted within the current sub-window) never does.
+local sub_retry, drain_time
 
 -- one limit against its current state; returns ok, remaining, reset, retry, retry1 (us), stamp,
 -- the state to write when the request is admitted (nil: nothing to write), and whether the key
@@ -84,9 +61,35 @@ local function decide(alg, L, W, burst, c, raw)
         return 1, max(0, floor(L - est - c)), (B + 1 - frac) * S, 0, 0, j,
           pack(SLIDING, j, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 + c), true
       end
-      local counts = { [0] = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 }
-      return 0, max(0, floor(L - est)), drain_time(counts, S, frac), sub_retry(counts, L, S, frac, c),
-        sub_retry(counts, L, S, frac, 1), j
+      -- rejected: the general path below (with no shift) computes the waits
+    end
+    if not sub_retry then
+      -- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
+      sub_retry = function(counts, L, S, frac, c)
+        if c > L then return -1 end
+        local newer = 0
+        for k = 1, B do newer = newer + counts[k] end
+        for k = 0, B do
+          local R = L - c - newer
+          if R >= 0 then
+            local ck = counts[k]
+            local f = 0
+            if ck > R then f = 1 - R / ck end
+            local start = k
+            if k == 0 then start = frac end
+            return max(0, (max(start, k + f) - frac) * S)
+          end
+          if k < B then newer = newer - counts[k + 1] end
+        end
+        return (B + 1 - frac) * S
+      end
+      -- offset (us) from now until every request now counted has left the window (0 if none is)
+      drain_time = function(counts, S, frac)
+        for k = B, 0, -1 do
+          if counts[k] > 0 then return (k + 1 - frac) * S end
+        end
+        return 0
+      end
     end
     local counts = { [0] = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
     if sj then
@@ -143,10 +146,12 @@ local function decide(alg, L, W, burst, c, raw)
 end
 
 -- every table below is made once per call: table creation and the garbage it leaves are a
--- large share of a short script's cost inside Redis
+-- large share of a short script's cost inside Redis. They are presized for a call of one decision
+-- with up to four limits (a table that grows reallocates at each power of two: ~1.5 us of a
+-- ~15 us single-decision call).
 local nc, m, pos = sunpack('<HH', cfg)
 -- config k at cf[5k-4 .. 5k]: alg, limit, window (us), burst, shadow
-local cf = {}
+local cf = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 for k = 1, nc do
   local b = 5 * k
   cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], cf[b], pos = sunpack('<BdddB', cfg, pos)
@@ -158,8 +163,11 @@ local vals = call('MGET', tunpack(keys))
 -- the TTL (some admitted write began a new (sub-)window)
 local dirty = {}
 -- per limit of the current request, reused: key index, config index, state to write, keep TTL
-local lw = {}
-local out = { floor(now / 1000) }
+local lw = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+local out = {
+  floor(now / 1000), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+}
 local o = 1
 
 for _ = 1, m do
