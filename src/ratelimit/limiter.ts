@@ -399,9 +399,9 @@ export class RateLimiter {
    * Send every queued decision, at most MAX_BATCH per script call. Under load many requests reach
    * the limiter in one event-loop turn; one call for several of them costs Redis one script run,
    * one read and one write per shared key instead of one each, and the instance one socket write
-   * and one deadline timer. A lone decision goes out as soon as the current turn's synchronous work
-   * is done, so batching adds no waiting. The script decides the batch's requests in order, so
-   * the result is that of separate calls.
+   * and one deadline timer. Queued decisions go out as soon as the current turn's synchronous
+   * work is done, so batching adds no waiting (and with no call in flight, check() sends at once).
+   * The script decides the batch's requests in order, so the result is that of separate calls.
    */
   #flushQueue(): void {
     const queue = this.#queue;
