@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shipped } from './shipped.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CONNECTIONS = 50;
@@ -30,7 +31,8 @@ async function serveReplica(port: number): Promise<void> {
 }
 
 async function serveBalancer(port: number, backends: number[]): Promise<void> {
-  const { createBalancer } = await import('../src/fleet/balancer/index.js');
+  const { createBalancer } =
+    await shipped<typeof import('../src/fleet/balancer/index.js')>('fleet/balancer/index.js');
   const lb = createBalancer({ service: 'bench', port });
   for (const [i, p] of backends.entries()) lb.addBackend({ id: `r${i}`, host: '127.0.0.1', port: p });
   await lb.listen();

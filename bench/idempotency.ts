@@ -11,14 +11,28 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import pg from 'pg';
 import { Registry } from 'prom-client';
-import { type IdempotencyVariables, idempotency } from '../src/adapters/hono/idempotency.js';
-import { createIdempotency } from '../src/idempotency/engine.js';
-import { postgresIdempotencyStore } from '../src/idempotency/postgres-store.js';
-import { redisIdempotencyStore } from '../src/idempotency/redis-store.js';
-import { migrateToolkit } from '../src/stores/postgres/migrate.js';
+import type { IdempotencyVariables } from '../src/adapters/hono/idempotency.js';
 import type { PgClient } from '../src/stores/postgres/pool.js';
-import { createRedis, waitForRedis } from '../src/stores/redis/client.js';
-import { luaScript, runScript } from '../src/stores/redis/scripts.js';
+import { shipped } from './shipped.js';
+
+const { idempotency } = await shipped<typeof import('../src/adapters/hono/idempotency.js')>(
+  'adapters/hono/idempotency.js',
+);
+const { createIdempotency } =
+  await shipped<typeof import('../src/idempotency/engine.js')>('idempotency/engine.js');
+const { postgresIdempotencyStore } = await shipped<typeof import('../src/idempotency/postgres-store.js')>(
+  'idempotency/postgres-store.js',
+);
+const { redisIdempotencyStore } = await shipped<typeof import('../src/idempotency/redis-store.js')>(
+  'idempotency/redis-store.js',
+);
+const { migrateToolkit } = await shipped<typeof import('../src/stores/postgres/migrate.js')>(
+  'stores/postgres/migrate.js',
+);
+const { createRedis, waitForRedis } =
+  await shipped<typeof import('../src/stores/redis/client.js')>('stores/redis/client.js');
+const { luaScript, runScript } =
+  await shipped<typeof import('../src/stores/redis/scripts.js')>('stores/redis/scripts.js');
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

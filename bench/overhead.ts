@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { runLoad } from './load.js';
+import { shipped } from './shipped.js';
 
 const VARIANTS = ['bare', 'observed', 'middleware'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -40,9 +41,11 @@ async function serveVariant(variant: Variant): Promise<void> {
     app.get('/', (c) => c.text('Hello, world!'));
     server = createServer(getRequestListener(app.fetch));
   } else {
-    const { createLogDestination, createLogger } = await import('../src/observe/log.js');
-    const { createMetrics } = await import('../src/observe/metrics.js');
-    const { createObservedServer, metricsHandler, observe } = await import('../src/adapters/hono/observe.js');
+    const { createLogDestination, createLogger } =
+      await shipped<typeof import('../src/observe/log.js')>('observe/log.js');
+    const { createMetrics } = await shipped<typeof import('../src/observe/metrics.js')>('observe/metrics.js');
+    const { createObservedServer, metricsHandler, observe } =
+      await shipped<typeof import('../src/adapters/hono/observe.js')>('adapters/hono/observe.js');
     const logger = createLogger({
       service: 'bench',
       instanceId: 'bench-1',

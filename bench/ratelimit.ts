@@ -8,8 +8,11 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterUnion } from 'rate-limiter-flexible';
-import { createRateLimiter } from '../src/ratelimit/index.js';
-import { luaScript } from '../src/stores/redis/scripts.js';
+import { shipped } from './shipped.js';
+
+const { createRateLimiter } = await shipped<typeof import('../src/ratelimit/index.js')>('ratelimit/index.js');
+const { luaScript } =
+  await shipped<typeof import('../src/stores/redis/scripts.js')>('stores/redis/scripts.js');
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
