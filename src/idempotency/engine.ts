@@ -3,7 +3,6 @@
  * run the handler under a renewed lease, complete by compare-and-set, replay.
  * Adapters (Hono, node:http) only translate requests and responses.
  */
-
 import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { type Logger, silentLogger } from '../contracts/index.js';

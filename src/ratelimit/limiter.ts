@@ -429,11 +429,16 @@ export class RateLimiter {
     // decision in the batch, the others are ignored.
     let settled = false;
     this.#inFlight++;
-    const fail = (err: unknown) => {
-      if (settled) return;
+    /** True for the first outcome only: that one stops the deadline and ends the call. */
+    const settle = (): boolean => {
+      if (settled) return false;
       settled = true;
       this.#inFlight--;
       clearTimeout(timer);
+      return true;
+    };
+    const fail = (err: unknown) => {
+      if (!settle()) return;
       const reason = this.#redisFailed(started, err);
       for (const p of batch) {
         try {
@@ -467,9 +472,7 @@ export class RateLimiter {
           fail(err);
           return;
         }
-        settled = true;
-        this.#inFlight--;
-        clearTimeout(timer);
+        if (!settle()) return;
         this.#redisAnswered(started);
         for (let j = 0; j < batch.length; j++) {
           const p = batch[j]!;
