@@ -677,9 +677,15 @@ export class RateLimiter {
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer): Outcome[] {
-    const len = 1 + 2 * requests.length + 6 * limits;
-    if (raw.length !== 8 * len) {
-      throw new ShoalError('store.script_failed', `Lua script ${this.#check.name}: unexpected reply`);
+    // Admitted limits carry 4 values and rejected ones 6 (see check-n.lua), so the reply holds
+    // between these two counts; the walk below checks that it ends exactly at the last value.
+    const len = raw.length / 8;
+    if (
+      !Number.isInteger(len) ||
+      len < 1 + 2 * requests.length + 4 * limits ||
+      len > 1 + 2 * requests.length + 6 * limits
+    ) {
+      throw this.#badReply();
     }
     // One copy into an aligned scratch array beats a readDoubleLE per value (the reply slice is
     // rarely 8-byte aligned); the script packs little-endian, so big-endian hosts read bytewise.
@@ -698,20 +704,40 @@ export class RateLimiter {
       const allowed = d[b] === 1;
       b += 2;
       const verdicts: Verdict[] = new Array(n);
-      for (let i = 0; i < n; i++, b += 6) {
-        verdicts[i] = {
-          at,
-          ok: d[b]! === 1,
-          remaining: d[b + 1]!,
-          resetMs: d[b + 2]!,
-          retryMs: d[b + 3]!,
-          retry1Ms: d[b + 4]!,
-          stamp: d[b + 5]!,
-        };
+      for (let i = 0; i < n; i++) {
+        if (d[b] === 1) {
+          verdicts[i] = {
+            at,
+            ok: true,
+            remaining: d[b + 1]!,
+            resetMs: d[b + 2]!,
+            retryMs: 0,
+            retry1Ms: 0,
+            stamp: d[b + 3]!,
+          };
+          b += 4;
+        } else {
+          verdicts[i] = {
+            at,
+            ok: false,
+            remaining: d[b + 1]!,
+            resetMs: d[b + 2]!,
+            retryMs: d[b + 3]!,
+            retry1Ms: d[b + 4]!,
+            stamp: d[b + 5]!,
+          };
+          b += 6;
+        }
+        if (b > len) throw this.#badReply();
       }
       out[r] = { allowed, verdicts };
     }
+    if (b !== len) throw this.#badReply();
     return out;
+  }
+
+  #badReply(): ShoalError {
+    return new ShoalError('store.script_failed', `Lua script ${this.#check.name}: unexpected reply`);
   }
 
   /**

@@ -15,15 +15,18 @@
 -- ARGV[1 + c]  ttl_ms of config c's state keys, as text (SET ... PX takes it as is); set by the
 --          first write of each (sub-)window, which outlives the (sub-)window's later writes
 -- returns  one string of '<d' values: now_ms, then per request: allowed (1/0), index of the first
---          enforcing limit that rejected (1-based, 0 none), then 6 per limit: ok (1/0), remaining,
---          reset_ms, retry_ms, retry1_ms, stamp
+--          enforcing limit that rejected (1-based, 0 none), then per limit: ok (1/0), remaining,
+--          reset_ms, [retry_ms, retry1_ms only when ok is 0], stamp
 --          retry_ms: wait until this cost fits (-1: never, cost > capacity);
 --          retry1_ms: until a cost of 1 fits (what the local block cache may use);
 --          stamp: window index or new GCRA TAT (us), which refund-n needs to undo a charge.
 -- Why binary in and out: inside Redis each argument string, reply value and number-to-text
 -- conversion has a cost of its own; one packed string each way is near free. The state keys are
 -- read with one MGET and each is written once, at the end: every redis.call has a fixed cost.
--- Time is Redis TIME, never the caller's clock.
+-- An admission inside the key's current (sub-)window only adds to its newest counter; such
+-- additions are summed per key and written with one SETRANGE of that counter's 4 bytes (which
+-- keeps the TTL), so a key that many requests of a batch share is never re-packed, and no key is
+-- packed whole unless its window moved. Time is Redis TIME, never the caller's clock.
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local call = redis.call
@@ -39,10 +42,16 @@ local keys = KEYS
 -- (admitted within the current sub-window) never does.
 local sub_retry, drain_time
 
--- one limit against its current state; returns ok, remaining, reset, retry, retry1 (us), stamp,
--- the state to write when the request is admitted (nil: nothing to write), and whether the key
--- already carries a TTL that outlives this write (SET ... KEEPTTL costs Redis less than PX)
-local function decide(alg, L, W, burst, c, raw)
+-- Byte offset (0-based) of the newest counter in a state of each algorithm, which SETRANGE
+-- rewrites for admissions inside the current (sub-)window.
+local COUNTER_AT = { 48, nil, 8 }
+
+-- one limit against its current state plus `extra`, the units this batch already admitted on the
+-- key's newest counter (nonzero only when that counter is current); returns ok, remaining, reset,
+-- retry, retry1 (us), stamp, and what to write when the request is admitted: nil nothing, a number
+-- (that many units more on the newest counter), or a whole new state (its window moved, so the
+-- TTL starts anew)
+local function decide(alg, L, W, burst, c, raw, extra)
   if raw and #raw == 9 and string.byte(raw, 1) == 66 then
     local untl = sunpack('<d', raw, 2)
     if untl > now then return 0, 0, untl - now, untl - now, untl - now, 0 end
@@ -56,10 +65,9 @@ local function decide(alg, L, W, burst, c, raw)
     if raw and #raw == 52 then sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING, raw) end
     if sj == j then
       -- common case: the newest sub-window is still current, no shifting
-      local est = a0 * (1 - frac) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10
+      local est = a0 * (1 - frac) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + extra
       if est + c <= L then
-        return 1, max(0, floor(L - est - c)), (B + 1 - frac) * S, 0, 0, j,
-          pack(SLIDING, j, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 + c), true
+        return 1, max(0, floor(L - est - c)), (B + 1 - frac) * S, 0, 0, j, c
       end
       -- rejected: the general path below (with no shift) computes the waits
     end
@@ -99,6 +107,7 @@ local function decide(alg, L, W, burst, c, raw)
         for k = 0, B - shift do counts[k] = v[1 + k + shift] end
       end
     end
+    counts[B] = counts[B] + extra
     local est = counts[0] * (1 - frac)
     for k = 1, B do est = est + counts[k] end
     local ok, remaining, retry, retry1, wr = 1, 0, 0, 0, nil
@@ -113,7 +122,7 @@ local function decide(alg, L, W, burst, c, raw)
       retry1 = sub_retry(counts, L, S, frac, 1)
       remaining = max(0, floor(L - est))
     end
-    return ok, remaining, drain_time(counts, S, frac), retry, retry1, j, wr, false
+    return ok, remaining, drain_time(counts, S, frac), retry, retry1, j, wr
   elseif alg == 2 then
     local T = W / L
     local tat = now
@@ -124,21 +133,22 @@ local function decide(alg, L, W, burst, c, raw)
     if new_tat - burst * T <= now then
       local stamp = ceil(new_tat)
       return 1, floor((now - (new_tat - burst * T)) / T), new_tat - now, 0, retry1, stamp,
-        pack('<d', stamp), false
+        pack('<d', stamp)
     end
     return 0, max(0, floor((now - (tat - burst * T)) / T)), tat - now, new_tat - burst * T - now, retry1, 0
   end
   local w = floor(now / W)
-  local cur, keep = 0, false
+  local cur, current = 0, false
   if raw and #raw == 12 then
     local sw, sc = sunpack('<dI4', raw)
-    if sw == w then cur, keep = sc, true end
+    if sw == w then cur, current = sc + extra, true end
   end
   local elapsed = now - w * W
   local retry1 = 0
   if cur + 1 > L then retry1 = W - elapsed end
   if cur + c <= L then
-    return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, pack('<dI4', w, cur + c), keep
+    if current then return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, c end
+    return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, pack('<dI4', w, c)
   end
   local retry = W - elapsed
   if c > L then retry = -1 end
@@ -159,11 +169,12 @@ for k = 1, nc do
 end
 
 local vals = call('MGET', tunpack(keys))
--- per key written by this batch: its config index, negative when the final SET must (re)start
--- the TTL (some admitted write began a new (sub-)window)
-local dirty = {}
--- per limit of the current request, reused: key index, config index, state to write, keep TTL
-local lw = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+-- per key written by this batch: its config index; units admitted on its newest counter since
+-- vals[k] (written with SETRANGE, which keeps the TTL); whether vals[k] was replaced by a whole new
+-- state (written with SET ... PX)
+local dirty, added, whole = {}, {}, {}
+-- per limit of the current request, reused: key index, config index, what to write
+local lw = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 local out = {
   floor(now / 1000), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -180,35 +191,41 @@ for _ = 1, m do
     local ci, ki, c
     ci, ki, c, pos = sunpack('<HHd', cfg, pos)
     local b = 5 * ci
-    local ok, remaining, reset, retry, retry1, stamp, wr, keep =
-      decide(cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], c, vals[ki])
-    local w = 4 * i
-    lw[w - 3], lw[w - 2], lw[w - 1], lw[w] = ki, ci, wr, keep
-    if ok == 0 and cf[b] ~= 1 and allowed == 1 then
-      allowed = 0
-      rejected = i
-    end
-    -- microseconds to whole milliseconds, rounded up (a negative retry means never: -1)
+    local ok, remaining, reset, retry, retry1, stamp, wr =
+      decide(cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], c, vals[ki], added[ki] or 0)
+    local w = 3 * i
+    lw[w - 2], lw[w - 1], lw[w] = ki, ci, wr
+    -- microseconds to whole milliseconds, rounded up (a negative wait means never: -1)
     if reset < 0 then reset = -1 else reset = ceil(reset / 1000) end
-    if retry < 0 then retry = -1 else retry = ceil(retry / 1000) end
-    if retry1 < 0 then retry1 = -1 else retry1 = ceil(retry1 / 1000) end
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
-      ok, remaining, reset, retry, retry1, stamp
-    o = o + 6
+    if ok == 1 then
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 1, remaining, reset, stamp
+      o = o + 4
+    else
+      if cf[b] ~= 1 and allowed == 1 then
+        allowed = 0
+        rejected = i
+      end
+      if retry < 0 then retry = -1 else retry = ceil(retry / 1000) end
+      if retry1 < 0 then retry1 = -1 else retry1 = ceil(retry1 / 1000) end
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
+        0, remaining, reset, retry, retry1, stamp
+      o = o + 6
+    end
   end
   out[head], out[head + 1] = allowed, rejected
   if charge == 1 and allowed == 1 then
     for i = 1, n do
-      local w = 4 * i
-      local wr = lw[w - 1]
+      local w = 3 * i
+      local wr = lw[w]
       if wr then
-        local ki, ci = lw[w - 3], lw[w - 2]
-        vals[ki] = wr
-        local d = dirty[ki]
-        if not lw[w] then
-          dirty[ki] = -ci
-        elseif not d then
-          dirty[ki] = ci
+        local ki = lw[w - 2]
+        dirty[ki] = lw[w - 1]
+        if type(wr) == 'number' then
+          added[ki] = (added[ki] or 0) + wr
+        else
+          -- A whole state is written only when the key's (sub-)window moved (or for GCRA), so
+          -- nothing was added to its old counter before in this batch; later additions go on it.
+          vals[ki], whole[ki] = wr, true
         end
       end
     end
@@ -218,10 +235,13 @@ end
 for k = 1, #keys do
   local ci = dirty[k]
   if ci then
-    if ci < 0 then
-      call('SET', keys[k], vals[k], 'PX', ARGV[1 - ci])
+    local v, add = vals[k], added[k]
+    local at = add and COUNTER_AT[cf[5 * ci - 4]]
+    if whole[k] then
+      if add then v = string.sub(v, 1, at) .. pack('<I4', sunpack('<I4', v, at + 1) + add) end
+      call('SET', keys[k], v, 'PX', ARGV[1 + ci])
     else
-      call('SET', keys[k], vals[k], 'KEEPTTL')
+      call('SETRANGE', keys[k], at, pack('<I4', sunpack('<I4', v, at + 1) + add))
     end
   end
 end
