@@ -42,10 +42,6 @@ local keys = KEYS
 -- (admitted within the current sub-window) never does.
 local sub_retry, drain_time
 
--- Byte offset (0-based) of the newest counter in a state of each algorithm, which SETRANGE
--- rewrites for admissions inside the current (sub-)window.
-local COUNTER_AT = { 48, nil, 8 }
-
 -- one limit against its current state plus `extra`, the units this batch already admitted on the
 -- key's newest counter (nonzero only when that counter is current); returns ok, remaining, reset,
 -- retry, retry1 (us), stamp, and what to write when the request is admitted: nil nothing, a number
@@ -169,10 +165,10 @@ for k = 1, nc do
 end
 
 local vals = call('MGET', tunpack(keys))
--- per key written by this batch: its config index; units admitted on its newest counter since
--- vals[k] (written with SETRANGE, which keeps the TTL); whether vals[k] was replaced by a whole new
--- state (written with SET ... PX)
-local dirty, added, whole = {}, {}, {}
+-- per key written by this batch: its config index, negated when vals[k] was replaced by a whole
+-- new state (written with SET ... PX); and the units admitted on its newest counter since vals[k]
+-- (written with SETRANGE, which keeps the TTL)
+local dirty, added = {}, {}
 -- per limit of the current request, reused: key index, config index, what to write
 local lw = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 local out = {
@@ -218,14 +214,14 @@ for _ = 1, m do
       local w = 3 * i
       local wr = lw[w]
       if wr then
-        local ki = lw[w - 2]
-        dirty[ki] = lw[w - 1]
+        local ki, ci = lw[w - 2], lw[w - 1]
         if type(wr) == 'number' then
           added[ki] = (added[ki] or 0) + wr
+          if not dirty[ki] then dirty[ki] = ci end
         else
           -- A whole state is written only when the key's (sub-)window moved (or for GCRA), so
           -- nothing was added to its old counter before in this batch; later additions go on it.
-          vals[ki], whole[ki] = wr, true
+          vals[ki], dirty[ki] = wr, -ci
         end
       end
     end
@@ -235,11 +231,15 @@ end
 for k = 1, #keys do
   local ci = dirty[k]
   if ci then
-    local v, add = vals[k], added[k]
-    local at = add and COUNTER_AT[cf[5 * ci - 4]]
-    if whole[k] then
+    local v, add, at = vals[k], added[k], 0
+    -- the newest counter's byte offset (0-based): last of the sliding window's, after the window
+    -- index for a fixed window (GCRA states never take additions)
+    if add then
+      if cf[5 * (ci < 0 and -ci or ci) - 4] == 1 then at = 48 else at = 8 end
+    end
+    if ci < 0 then
       if add then v = string.sub(v, 1, at) .. pack('<I4', sunpack('<I4', v, at + 1) + add) end
-      call('SET', keys[k], v, 'PX', ARGV[1 + ci])
+      call('SET', keys[k], v, 'PX', ARGV[1 - ci])
     else
       call('SETRANGE', keys[k], at, pack('<I4', sunpack('<I4', v, at + 1) + add))
     end
