@@ -922,11 +922,13 @@ export class RateLimiter {
   async inspect(limit: string, subject: string): Promise<KeyState> {
     const entries = this.#entries({ [limit]: subject }, 1);
     const def = this.#def(limit);
+    // No entry when a runtime override disables the limit: the state is still worth reporting.
+    const stored = entries[0] ? '' : subjectOf(subject, this.#maxSubject);
     const e = entries[0] ?? {
       def,
       conf: this.#baseConfigs.get(def)!,
-      subject: subjectOf(subject, this.#maxSubject),
-      key: this.keys.state(limit, subjectOf(subject, this.#maxSubject)),
+      subject: stored,
+      key: this.keys.state(limit, stored),
       cacheKey: '',
       cost: 1,
     };
