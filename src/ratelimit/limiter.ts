@@ -125,14 +125,11 @@ interface PackedCall {
 }
 
 /**
- * A batch never exceeds this many decisions, nor this many limits in all: bounds the script's run
- * time and keeps its packed reply within what one Lua call may return. Kept small on purpose: a
- * turn's decisions split into several calls are pipelined, so Redis runs one batch while the
- * instance packs the next and reads the previous; one big batch leaves each side idle while the
- * other works. Measured at concurrency 64 (three limits each): 64 per call ~47 000 decisions/s,
- * 16 per call ~68 000, 8 per call ~60 000-75 000 with a larger share of per-call overhead.
+ * A batch never exceeds this many decisions, nor this many limits in all: bounds how long one
+ * script holds Redis (~160 us for 32 three-limit decisions) and keeps its packed reply within
+ * what one Lua call may return. Below this cap, `#flushQueue` sizes calls by the load.
  */
-const MAX_BATCH = 16;
+const MAX_BATCH = 32;
 const MAX_BATCH_LIMITS = 512;
 
 /**
@@ -245,6 +242,8 @@ export class RateLimiter {
   #queue: Pending[] = [];
   /** Script calls of #sendBatch not yet settled (answered, failed or past their deadline). */
   #inFlight = 0;
+  /** Decisions in those calls. */
+  #inFlightDecisions = 0;
   readonly #flush = () => this.#flushQueue();
   #scratch = new Float64Array(64);
   #scratchBytes = new Uint8Array(this.#scratch.buffer);
@@ -396,18 +395,26 @@ export class RateLimiter {
   }
 
   /**
-   * Send every queued decision, at most MAX_BATCH per script call. Under load many requests reach
-   * the limiter in one event-loop turn; one call for several of them costs Redis one script run,
-   * one read and one write per shared key instead of one each, and the instance one socket write
-   * and one deadline timer. Queued decisions go out as soon as the current turn's synchronous
-   * work is done, so batching adds no waiting (and with no call in flight, check() sends at once).
-   * The script decides the batch's requests in order, so the result is that of separate calls.
+   * Send every queued decision in script calls. Under load many requests reach the limiter in one
+   * event-loop turn; one call for several of them costs Redis one script run, one read and one
+   * write per shared key instead of one each, and the instance one socket write and one deadline
+   * timer. Queued decisions go out as soon as the current turn's synchronous work is done, so
+   * batching adds no waiting (and with no call in flight, check() sends at once). The script
+   * decides the batch's requests in order, so the result is that of separate calls.
+   *
+   * Size: half of the decisions waiting on Redis (queued plus in flight), at most MAX_BATCH. Two
+   * calls in flight keep both sides busy, since Redis runs one while the instance settles the
+   * other's answer and packs the next; fewer, larger calls cost Redis less per decision. One call
+   * for everything leaves each side idle while the other works, and many small calls pay the
+   * per-call cost many times. Measured at concurrency 16/64/256 (three limits each), against the
+   * earlier fixed 16 per call: +48 %/+6-10 %/+7 % decisions per second, unchanged at 1-4 and 32.
    */
   #flushQueue(): void {
     const queue = this.#queue;
     this.#queue = [];
-    // Even batches: 17 decisions go as 9 + 8, not 16 + 1.
-    const size = Math.ceil(queue.length / Math.ceil(queue.length / MAX_BATCH));
+    const target = Math.min(MAX_BATCH, Math.ceil((queue.length + this.#inFlightDecisions) / 2));
+    // Even batches: 33 decisions go as 17 + 16, not 32 + 1.
+    const size = Math.ceil(queue.length / Math.ceil(queue.length / target));
     let start = 0;
     let limits = 0;
     for (let i = 0; i < queue.length; i++) {
@@ -429,11 +436,13 @@ export class RateLimiter {
     // decision in the batch, the others are ignored.
     let settled = false;
     this.#inFlight++;
+    this.#inFlightDecisions += batch.length;
     /** True for the first outcome only: that one stops the deadline and ends the call. */
     const settle = (): boolean => {
       if (settled) return false;
       settled = true;
       this.#inFlight--;
+      this.#inFlightDecisions -= batch.length;
       clearTimeout(timer);
       return true;
     };
