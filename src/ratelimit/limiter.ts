@@ -460,7 +460,7 @@ export class RateLimiter {
     let timer: NodeJS.Timeout | undefined;
     let call: PackedCall;
     try {
-      call = this.#send(requests, true);
+      call = this.#send(requests, true, false);
     } catch (err) {
       fail(err);
       return;
@@ -476,7 +476,7 @@ export class RateLimiter {
         if (settled) return;
         let outcomes: Outcome[];
         try {
-          outcomes = this.#parse(requests, call.limits, reply);
+          outcomes = this.#parse(requests, call.limits, reply, false);
         } catch (err) {
           fail(err);
           return;
@@ -617,21 +617,22 @@ export class RateLimiter {
 
   /**
    * One EVALSHA of check-n deciding `requests` in order, with one packed argument and a packed
-   * reply (layouts in the script header): each distinct key and limit config is sent once.
+   * reply (layouts in the script header): each distinct key and limit config is sent once. The
+   * reply carries stamps, which a refund on a Cluster needs (batched calls go without).
    */
   async #request(requests: Entry[][], charge: boolean): Promise<Outcome[]> {
-    const call = this.#send(requests, charge);
+    const call = this.#send(requests, charge, true);
     let reply: Buffer;
     try {
       reply = await call.reply;
     } catch (err) {
       throw scriptFailed(this.#check, err);
     }
-    return this.#parse(requests, call.limits, reply);
+    return this.#parse(requests, call.limits, reply, true);
   }
 
   /** Pack `requests` into one check-n call and send it; the reply is parsed by {@link #parse}. */
-  #send(requests: Entry[][], charge: boolean): PackedCall {
+  #send(requests: Entry[][], charge: boolean, stamps: boolean): PackedCall {
     let limits = 0;
     for (const entries of requests) limits += entries.length;
     // Each distinct key and config is sent once. A decision or two is deduplicated by scanning
@@ -672,7 +673,7 @@ export class RateLimiter {
     }
     n = 0;
     for (const entries of requests) {
-      packed[o] = charge ? 1 : 0;
+      packed[o] = (charge ? 1 : 0) + (stamps ? 2 : 0);
       packed[o + 1] = entries.length;
       o += 2;
       for (const e of entries) {
@@ -685,15 +686,14 @@ export class RateLimiter {
     return { reply: evalPacked(this.#redis, this.#check, keys, packed, ttls), limits };
   }
 
-  #parse(requests: Entry[][], limits: number, raw: Buffer): Outcome[] {
-    // Admitted limits carry 4 values and rejected ones 6 (see check-n.lua), so the reply holds
-    // between these two counts; the walk below checks that it ends exactly at the last value.
+  #parse(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Outcome[] {
+    // An admitted limit carries 2 values and a rejected one 4, each one more with stamps (see
+    // check-n.lua), so the reply holds between these two counts; the walk below checks that it
+    // ends exactly at the last value.
     const len = raw.length / 8;
-    if (
-      !Number.isInteger(len) ||
-      len < 1 + 2 * requests.length + 4 * limits ||
-      len > 1 + 2 * requests.length + 6 * limits
-    ) {
+    const per = stamps ? 1 : 0;
+    const fixed = 1 + 2 * requests.length;
+    if (!Number.isInteger(len) || len < fixed + (2 + per) * limits || len > fixed + (4 + per) * limits) {
       throw this.#badReply();
     }
     // One copy into an aligned scratch array beats a readDoubleLE per value (the reply slice is
@@ -714,28 +714,29 @@ export class RateLimiter {
       b += 2;
       const verdicts: Verdict[] = new Array(n);
       for (let i = 0; i < n; i++) {
-        if (d[b] === 1) {
+        const first = d[b]!;
+        if (first >= 0) {
           verdicts[i] = {
             at,
             ok: true,
-            remaining: d[b + 1]!,
-            resetMs: d[b + 2]!,
+            remaining: first,
+            resetMs: d[b + 1]!,
             retryMs: 0,
             retry1Ms: 0,
-            stamp: d[b + 3]!,
+            stamp: stamps ? d[b + 2]! : 0,
           };
-          b += 4;
+          b += 2 + per;
         } else {
           verdicts[i] = {
             at,
             ok: false,
-            remaining: d[b + 1]!,
-            resetMs: d[b + 2]!,
-            retryMs: d[b + 3]!,
-            retry1Ms: d[b + 4]!,
-            stamp: d[b + 5]!,
+            remaining: -1 - first,
+            resetMs: d[b + 1]!,
+            retryMs: d[b + 2]!,
+            retry1Ms: d[b + 3]!,
+            stamp: stamps ? d[b + 4]! : 0,
           };
-          b += 6;
+          b += 4 + per;
         }
         if (b > len) throw this.#badReply();
       }

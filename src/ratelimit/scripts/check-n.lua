@@ -10,16 +10,19 @@
 --            admin block     9 bytes   'B' .. <d  blocked until, microseconds
 -- ARGV[1]  the batch, struct-packed: '<HH' number of limit configs C, number of requests M;
 --          C configs '<BdddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst, shadow
---          (1 = evaluate and count but never reject); then per request '<BB' charge (1 = decide
---          and charge, 0 = peek, never write), K; then K entries '<HHd': config, key index, cost
+--          (1 = evaluate and count but never reject); then per request '<BB' flags, K; then K
+--          entries '<HHd': config, key index, cost. Flags: 1 = decide and charge (without it: peek,
+--          never write), + 2 = reply with stamps
 -- ARGV[1 + c]  ttl_ms of config c's state keys, as text (SET ... PX takes it as is); set by the
 --          first write of each (sub-)window, which outlives the (sub-)window's later writes
 -- returns  one string of '<d' values: now_ms, then per request: allowed (1/0), index of the first
---          enforcing limit that rejected (1-based, 0 none), then per limit: ok (1/0), remaining,
---          reset_ms, [retry_ms, retry1_ms only when ok is 0], stamp
+--          enforcing limit that rejected (1-based, 0 none), then per limit:
+--            admitted   remaining (>= 0), reset_ms                       [, stamp]
+--            rejected   -1 - remaining (< 0), reset_ms, retry_ms, retry1_ms [, stamp]
 --          retry_ms: wait until this cost fits (-1: never, cost > capacity);
 --          retry1_ms: until a cost of 1 fits (what the local block cache may use);
---          stamp: window index or new GCRA TAT (us), which refund-n needs to undo a charge.
+--          stamp (only when asked for): window index or new GCRA TAT (us), which refund-n needs
+--          to undo a charge. Admitted limits, by far the most common, take two values.
 -- Why binary in and out: inside Redis each argument string, reply value and number-to-text
 -- conversion has a cost of its own; one packed string each way is near free. The state keys are
 -- read with one MGET and each is written once, at the end: every redis.call has a fixed cost.
@@ -178,8 +181,10 @@ local out = {
 local o = 1
 
 for _ = 1, m do
-  local charge, n
+  local charge, n, stamps
   charge, n, pos = sunpack('<BB', cfg, pos)
+  stamps = charge >= 2
+  if stamps then charge = charge - 2 end
   local head = o + 1
   o = o + 2
   local allowed, rejected = 1, 0
@@ -194,8 +199,8 @@ for _ = 1, m do
     -- microseconds to whole milliseconds, rounded up (a negative wait means never: -1)
     if reset < 0 then reset = -1 else reset = ceil(reset / 1000) end
     if ok == 1 then
-      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 1, remaining, reset, stamp
-      o = o + 4
+      out[o + 1], out[o + 2] = remaining, reset
+      o = o + 2
     else
       if cf[b] ~= 1 and allowed == 1 then
         allowed = 0
@@ -203,9 +208,12 @@ for _ = 1, m do
       end
       if retry < 0 then retry = -1 else retry = ceil(retry / 1000) end
       if retry1 < 0 then retry1 = -1 else retry1 = ceil(retry1 / 1000) end
-      out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
-        0, remaining, reset, retry, retry1, stamp
-      o = o + 6
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = -1 - remaining, reset, retry, retry1
+      o = o + 4
+    end
+    if stamps then
+      o = o + 1
+      out[o] = stamp
     end
   end
   out[head], out[head + 1] = allowed, rejected
