@@ -236,6 +236,48 @@ test('decisions started in one event-loop turn share script calls and are decide
   }
 });
 
+test('one call mixes admitted, shadow-rejected and rejected limits and reports each exactly', async () => {
+  // The reply is variable-length (2 values per admitted limit, 4 per rejected one); a call whose
+  // requests mix all three shapes must still come back value for value.
+  const l = make({
+    limits: { a: '2/min', s: { limit: '1/min', mode: 'shadow' } },
+    blockCacheSize: 0,
+  });
+  const ds = await Promise.all(Array.from({ length: 4 }, () => l.check({ a: 'mix', s: 'mix' })));
+  assert.deepEqual(
+    ds.map((d) => d.allowed),
+    [true, true, false, false],
+  );
+  // a admits two and then rejects; s (shadow) admits one and then only reports
+  assert.deepEqual(
+    ds.map((d) => d.limits.map((r) => [r.name, r.allowed, r.remaining])),
+    [
+      [
+        ['a', true, 1],
+        ['s', true, 0],
+      ],
+      [
+        ['a', true, 0],
+        ['s', false, 0],
+      ],
+      [
+        ['a', false, 0],
+        ['s', false, 0],
+      ],
+      [
+        ['a', false, 0],
+        ['s', false, 0],
+      ],
+    ],
+  );
+  for (const d of ds.slice(2)) {
+    assert.equal(d.rejectedBy, 'a');
+    assert.ok(d.retryAfterMs > 0 && d.retryAfterMs <= 60_000 + 6_000, `retry ${d.retryAfterMs}`);
+  }
+  assert.ok(ds[1]!.limits[1]!.retryAfterMs > 0, 'a shadow rejection still reports its wait');
+  assert.equal(ds[1]!.rejectedBy, undefined);
+});
+
 test('a burst larger than one batch is split and still admits exactly the limit', async () => {
   const registry = new Registry();
   const l = make({ limits: { k: '150/min', other: '1000/min' }, registry });
