@@ -43,6 +43,18 @@ test('evalPacked sends binary bytes unchanged, keys as UTF-8, and loads the scri
   assert.equal(await redis.script('EXISTS', script.sha).then((r) => (r as number[])[0]), 1);
 });
 
+test('evalPacked encodes two-digit key counts and multi-byte text arguments exactly', async () => {
+  const redis = client();
+  const script = luaScript(
+    'echo-all',
+    `-- ${randomBytes(8).toString('hex')}\nreturn table.concat(KEYS, ',') .. '|' .. table.concat(ARGV, ',')`,
+  );
+  const keys = Array.from({ length: 12 }, (_, i) => `${prefix}{k}${'é'.repeat(i)}${i}`);
+  const packed = new Uint8Array(1000).fill(0x41);
+  const reply = await evalPacked(redis, script, keys, packed, ['ü', '66000', '']);
+  assert.equal(reply.toString('utf8'), `${keys.join(',')}|${'A'.repeat(1000)},ü,66000,`);
+});
+
 test('evalPacked applies the client keyPrefix like any ioredis command, and passes Lua errors through', async () => {
   const redis = client(`${prefix}pre:`);
   const reply = await evalPacked(redis, echo(), ['{k}a'], new Uint8Array([1, 2]), []);

@@ -86,13 +86,46 @@ Object.defineProperty(PackedCommand.prototype, 'initPromise', {
 const EMPTY = Buffer.alloc(0);
 const NO_ROUTING: string[] = [];
 
-function bulk(s: string): string {
-  return `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+/** Write the decimal digits of a non-negative integer at `at`; returns the offset after them. */
+function putInt(out: Buffer, at: number, n: number): number {
+  if (n < 10) {
+    out[at] = 48 + n;
+    return at + 1;
+  }
+  const s = String(n);
+  out.write(s, at, 'latin1');
+  return at + s.length;
+}
+
+/** Write `$<len>\r\n`; returns the offset after it. */
+function putBulkHead(out: Buffer, at: number, len: number): number {
+  out[at] = 36;
+  at = putInt(out, at + 1, len);
+  out[at] = 13;
+  out[at + 1] = 10;
+  return at + 2;
+}
+
+/** Write one bulk string of `len` UTF-8 bytes; returns the offset after it. */
+function putBulk(out: Buffer, at: number, s: string, len: number): number {
+  at = putBulkHead(out, at, len);
+  // Pure ASCII (byte length equals length) is copied as is, which is cheaper than encoding.
+  out.write(s, at, len === s.length ? 'latin1' : 'utf8');
+  at += len;
+  out[at] = 13;
+  out[at + 1] = 10;
+  return at + 2;
+}
+
+/** Bytes of `$<len>\r\n...\r\n` around a string of `len` bytes (len < 10^9). */
+function bulkSize(len: number): number {
+  return len + 5 + (len < 10 ? 1 : len < 100 ? 2 : len < 1000 ? 3 : String(len).length);
 }
 
 /**
  * Build the RESP bytes of `EVALSHA|EVAL <body> <numkeys> <keys...> <packed> <tail...>`.
- * Keys and tail are text; `packed` is copied as is.
+ * Keys and tail are text; `packed` is copied as is. Written straight into one buffer: building
+ * the text first and encoding it after measured as the larger part of a decision's client cost.
  */
 function encode(
   name: string,
@@ -101,16 +134,40 @@ function encode(
   packed: Uint8Array,
   tail: readonly string[],
 ): Buffer {
-  let head = `*${3 + keys.length + 1 + tail.length}\r\n${bulk(name)}${bulk(body)}${bulk(String(keys.length))}`;
-  for (const k of keys) head += bulk(k);
-  head += `$${packed.length}\r\n`;
-  let end = '\r\n';
-  for (const s of tail) end += bulk(s);
-  const headLen = Buffer.byteLength(head);
-  const out = Buffer.allocUnsafe(headLen + packed.length + Buffer.byteLength(end));
-  out.write(head, 0);
-  out.set(packed, headLen);
-  out.write(end, headLen + packed.length);
+  const count = String(keys.length);
+  const nameLen = Buffer.byteLength(name);
+  const bodyLen = Buffer.byteLength(body);
+  const keyLens: number[] = new Array(keys.length);
+  const tailLens: number[] = new Array(tail.length);
+  let size = 3 + String(3 + keys.length + 1 + tail.length).length;
+  size += bulkSize(nameLen) + bulkSize(bodyLen) + bulkSize(count.length) + bulkSize(packed.length);
+  for (let i = 0; i < keys.length; i++) {
+    const len = Buffer.byteLength(keys[i]!);
+    keyLens[i] = len;
+    size += bulkSize(len);
+  }
+  for (let i = 0; i < tail.length; i++) {
+    const len = Buffer.byteLength(tail[i]!);
+    tailLens[i] = len;
+    size += bulkSize(len);
+  }
+  const out = Buffer.allocUnsafe(size);
+  out[0] = 42;
+  let at = putInt(out, 1, 3 + keys.length + 1 + tail.length);
+  out[at] = 13;
+  out[at + 1] = 10;
+  at = putBulk(out, at + 2, name, nameLen);
+  at = putBulk(out, at, body, bodyLen);
+  at = putBulk(out, at, count, count.length);
+  for (let i = 0; i < keys.length; i++) at = putBulk(out, at, keys[i]!, keyLens[i]!);
+  at = putBulkHead(out, at, packed.length);
+  out.set(packed, at);
+  at += packed.length;
+  out[at] = 13;
+  out[at + 1] = 10;
+  at += 2;
+  for (let i = 0; i < tail.length; i++) at = putBulk(out, at, tail[i]!, tailLens[i]!);
+  if (at !== size) throw new Error(`evalPacked: encoded ${at} bytes, expected ${size}`);
   return out;
 }
 
