@@ -88,13 +88,21 @@ const NO_ROUTING: string[] = [];
 
 /** Write the decimal digits of a non-negative integer at `at`; returns the offset after them. */
 function putInt(out: Buffer, at: number, n: number): number {
-  if (n < 10) {
-    out[at] = 48 + n;
-    return at + 1;
+  const end = at + digitCount(n);
+  for (let i = end - 1; i >= at; i--) {
+    out[i] = 48 + (n % 10);
+    n = Math.floor(n / 10);
   }
-  const s = String(n);
-  out.write(s, at, 'latin1');
-  return at + s.length;
+  return end;
+}
+
+function digitCount(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
 }
 
 /** Write `$<len>\r\n`; returns the offset after it. */
@@ -109,8 +117,13 @@ function putBulkHead(out: Buffer, at: number, len: number): number {
 /** Write one bulk string of `len` UTF-8 bytes; returns the offset after it. */
 function putBulk(out: Buffer, at: number, s: string, len: number): number {
   at = putBulkHead(out, at, len);
-  // Pure ASCII (byte length equals length) is copied as is, which is cheaper than encoding.
-  out.write(s, at, len === s.length ? 'latin1' : 'utf8');
+  if (len === s.length && len <= 64) {
+    // Pure ASCII (byte length equals length) and short, as keys and script hashes are: copied
+    // here, which is cheaper than a call into the native encoder per string.
+    for (let i = 0; i < len; i++) out[at + i] = s.charCodeAt(i);
+  } else {
+    out.write(s, at, 'utf8');
+  }
   at += len;
   out[at] = 13;
   out[at + 1] = 10;
@@ -119,7 +132,7 @@ function putBulk(out: Buffer, at: number, s: string, len: number): number {
 
 /** Bytes of `$<len>\r\n...\r\n` around a string of `len` bytes (len < 10^9). */
 function bulkSize(len: number): number {
-  return len + 5 + (len < 10 ? 1 : len < 100 ? 2 : len < 1000 ? 3 : String(len).length);
+  return len + 5 + digitCount(len);
 }
 
 /**
@@ -139,7 +152,7 @@ function encode(
   const bodyLen = Buffer.byteLength(body);
   const keyLens: number[] = new Array(keys.length);
   const tailLens: number[] = new Array(tail.length);
-  let size = 3 + String(3 + keys.length + 1 + tail.length).length;
+  let size = 3 + digitCount(3 + keys.length + 1 + tail.length);
   size += bulkSize(nameLen) + bulkSize(bodyLen) + bulkSize(count.length) + bulkSize(packed.length);
   for (let i = 0; i < keys.length; i++) {
     const len = Buffer.byteLength(keys[i]!);
