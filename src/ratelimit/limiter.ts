@@ -105,6 +105,12 @@ export interface KeyState {
 
 class DeadlineExceeded extends Error {}
 
+/** The deadline of one script call; `expire` is dropped once the call is settled. */
+interface Deadline {
+  due: number;
+  expire: (() => void) | undefined;
+}
+
 /** One decision waiting for the current batch. */
 interface Pending {
   entries: Entry[];
@@ -244,6 +250,33 @@ export class RateLimiter {
   #inFlight = 0;
   /** Decisions in those calls. */
   #inFlightDecisions = 0;
+  /**
+   * Deadlines of the calls in flight, oldest first, under one timer. Every call has the same
+   * deadline and one connection answers in order, so calls fall due, and mostly settle, in the
+   * order they were sent: a settled call leaves from the front, and the timer, when it fires,
+   * expires what is due and re-arms for the new front. Against a setTimeout and clearTimeout per
+   * call (~0.3 us of a decision's ~3.9 us of client work), that is a few timers per deadline
+   * period.
+   */
+  readonly #deadlines: Deadline[] = [];
+  #deadlineHead = 0;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  readonly #onDeadline = (): void => {
+    this.#deadlineTimer = undefined;
+    const q = this.#deadlines;
+    const now = performance.now();
+    while (this.#deadlineHead < q.length) {
+      const d = q[this.#deadlineHead]!;
+      if (d.expire !== undefined && d.due > now) break;
+      this.#deadlineHead++;
+      const expire = d.expire;
+      d.expire = undefined;
+      expire?.();
+    }
+    this.#compactDeadlines();
+    const next = q[this.#deadlineHead];
+    if (next !== undefined) this.#deadlineTimer = this.#armDeadline(next.due);
+  };
   readonly #flush = () => this.#flushQueue();
   #scratch = new Float64Array(64);
   #scratchBytes = new Uint8Array(this.#scratch.buffer);
@@ -429,6 +462,32 @@ export class RateLimiter {
     this.#sendBatch(start === 0 ? queue : queue.slice(start));
   }
 
+  #armDeadline(due: number): NodeJS.Timeout {
+    const t = setTimeout(this.#onDeadline, Math.max(0, due - performance.now()));
+    // The connection and the server keep the process alive while calls are in flight.
+    t.unref();
+    return t;
+  }
+
+  /** A call settled: drop its deadline and every settled one at the front. */
+  #deadlineDone(d: Deadline): void {
+    d.expire = undefined;
+    const q = this.#deadlines;
+    while (this.#deadlineHead < q.length && q[this.#deadlineHead]!.expire === undefined) this.#deadlineHead++;
+    this.#compactDeadlines();
+  }
+
+  #compactDeadlines(): void {
+    const q = this.#deadlines;
+    if (this.#deadlineHead === q.length) {
+      q.length = 0;
+      this.#deadlineHead = 0;
+    } else if (this.#deadlineHead > 1024) {
+      q.splice(0, this.#deadlineHead);
+      this.#deadlineHead = 0;
+    }
+  }
+
   #sendBatch(batch: Pending[]): void {
     const started = performance.now();
     const requests = batch.map((p) => p.entries);
@@ -437,13 +496,17 @@ export class RateLimiter {
     let settled = false;
     this.#inFlight++;
     this.#inFlightDecisions += batch.length;
+    const deadline: Deadline = {
+      due: started + this.deadlineMs,
+      expire: () => fail(new DeadlineExceeded()),
+    };
     /** True for the first outcome only: that one stops the deadline and ends the call. */
     const settle = (): boolean => {
       if (settled) return false;
       settled = true;
       this.#inFlight--;
       this.#inFlightDecisions -= batch.length;
-      clearTimeout(timer);
+      this.#deadlineDone(deadline);
       return true;
     };
     const fail = (err: unknown) => {
@@ -457,7 +520,6 @@ export class RateLimiter {
         }
       }
     };
-    let timer: NodeJS.Timeout | undefined;
     let call: PackedCall;
     try {
       call = this.#send(requests, true, false);
@@ -465,12 +527,10 @@ export class RateLimiter {
       fail(err);
       return;
     }
-    // Armed once the request is written, so arming it never delays the request; the deadline
-    // still counts from `started`.
-    timer = setTimeout(
-      () => fail(new DeadlineExceeded()),
-      Math.max(0, this.deadlineMs - (performance.now() - started)),
-    );
+    // Queued once the request is written, so it never delays the request; the deadline still
+    // counts from `started`.
+    this.#deadlines.push(deadline);
+    this.#deadlineTimer ??= this.#armDeadline(deadline.due);
     call.reply.then(
       (reply) => {
         if (settled) return;

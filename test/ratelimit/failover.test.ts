@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, before, test } from 'node:test';
-import type { Redis } from 'ioredis';
+import { Redis as IORedis, type Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import type { Logger } from '../../src/contracts/index.js';
 import { createRateLimiter, type FailurePolicy, type RateLimiter } from '../../src/ratelimit/index.js';
@@ -125,4 +127,54 @@ test('Redis stopped or hung mid-run: every decision within the deadline under ea
     lines.some((l) => l.event === 'ratelimit.rejected'),
     'no audit line for rejections',
   );
+});
+
+test('several calls in flight against a Redis that never answers: each falls back at its own deadline', async () => {
+  // A server that accepts connections, reads, and never answers.
+  const silent = createServer((socket) => socket.on('data', () => {}));
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  const redis = new IORedis({
+    host: '127.0.0.1',
+    port: (silent.address() as AddressInfo).port,
+    enableReadyCheck: false,
+    maxRetriesPerRequest: null,
+  });
+  redis.on('error', () => {});
+  const l = createRateLimiter({
+    redis,
+    prefix: 'fo:silent:',
+    limits: { ip: { limit: '60/min', onStoreFailure: 'open' } },
+    deadlineMs: 150,
+    // the breaker would answer later calls at once after the first failures; this is about deadlines
+    breaker: { failureThreshold: 100, cooldownMs: 1000 },
+    registry: new Registry(),
+  });
+  try {
+    const t0 = performance.now();
+    const started: number[] = [];
+    const calls: Array<Promise<number>> = [];
+    // three separate script calls, 50 ms apart, all in flight at once
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 50));
+      started.push(performance.now() - t0);
+      calls.push(
+        l.check({ ip: `silent-${i}` }).then((d) => {
+          assert.equal(d.allowed, true, 'open policy admits');
+          assert.equal(d.source, 'fallback');
+          return performance.now() - t0;
+        }),
+      );
+    }
+    const settled = await Promise.all(calls);
+    for (let i = 0; i < 3; i++) {
+      const waited = settled[i]! - started[i]!;
+      // not before its own deadline, and not held until a later one
+      assert.ok(waited >= 148 && waited < 150 + 45, `call ${i} settled after ${waited.toFixed(1)} ms`);
+    }
+  } finally {
+    await l.close();
+    redis.disconnect();
+    silent.close();
+  }
 });
