@@ -61,6 +61,11 @@ interface LimitConfig {
   ttl: string;
 }
 
+function putU16(out: Uint8Array, at: number, v: number): void {
+  out[at] = v & 0xff;
+  out[at + 1] = v >>> 8;
+}
+
 /** One limit of one decision after runtime overrides are applied. */
 interface Entry {
   def: LimitDefinition;
@@ -723,12 +728,15 @@ export class RateLimiter {
         idx[n++] = ki;
       }
     }
+    // Written byte by byte: for a buffer this small, the Buffer write methods' argument checks
+    // and a native copy per config cost more than the bytes themselves.
     const packed = Buffer.allocUnsafe(4 + 26 * confs.length + 2 * requests.length + 12 * limits);
-    packed.writeUInt16LE(confs.length, 0);
-    packed.writeUInt16LE(requests.length, 2);
+    putU16(packed, 0, confs.length);
+    putU16(packed, 2, requests.length);
     let o = 4;
     for (const conf of confs) {
-      packed.set(conf.bytes, o);
+      const bytes = conf.bytes;
+      for (let i = 0; i < 26; i++) packed[o + i] = bytes[i]!;
       o += 26;
     }
     n = 0;
@@ -737,9 +745,21 @@ export class RateLimiter {
       packed[o + 1] = entries.length;
       o += 2;
       for (const e of entries) {
-        packed.writeUInt16LE(idx[n++]!, o);
-        packed.writeUInt16LE(idx[n++]!, o + 2);
-        packed.writeDoubleLE(e.cost, o + 4);
+        putU16(packed, o, idx[n++]!);
+        putU16(packed, o + 2, idx[n++]!);
+        if (e.cost === 1) {
+          // 1.0 as a little-endian double, the common case
+          packed[o + 4] = 0;
+          packed[o + 5] = 0;
+          packed[o + 6] = 0;
+          packed[o + 7] = 0;
+          packed[o + 8] = 0;
+          packed[o + 9] = 0;
+          packed[o + 10] = 0xf0;
+          packed[o + 11] = 0x3f;
+        } else {
+          packed.writeDoubleLE(e.cost, o + 4);
+        }
         o += 12;
       }
     }
