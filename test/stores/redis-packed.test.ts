@@ -49,10 +49,19 @@ test('evalPacked encodes two-digit key counts and multi-byte text arguments exac
     'echo-all',
     `-- ${randomBytes(8).toString('hex')}\nreturn table.concat(KEYS, ',') .. '|' .. table.concat(ARGV, ',')`,
   );
-  const keys = Array.from({ length: 12 }, (_, i) => `${prefix}{k}${'é'.repeat(i)}${i}`);
+  // two- and three-byte characters, a surrogate pair (four bytes) and a lone surrogate (written
+  // as U+FFFD, three bytes), in short and long strings
+  const keys = Array.from({ length: 12 }, (_, i) => `${prefix}{k}${'é'.repeat(i)}€😀${i}`);
+  keys.push(`${prefix}{k}lone\ud800`, `${prefix}{k}${'ж'.repeat(40)}`);
   const packed = new Uint8Array(1000).fill(0x41);
-  const reply = await evalPacked(redis, script, keys, packed, ['ü', '66000', '']);
-  assert.equal(reply.toString('utf8'), `${keys.join(',')}|${'A'.repeat(1000)},ü,66000,`);
+  const reply = await evalPacked(redis, script, keys, packed, ['ü', '66000', '', '😀\udc00']);
+  assert.deepEqual(reply, Buffer.from(`${keys.join(',')}|${'A'.repeat(1000)},ü,66000,,😀\udc00`));
+  // a small packed argument with CR, LF and a non-UTF-8 byte
+  const small = await evalPacked(redis, script, [keys[0]!], Uint8Array.from([0, 13, 10, 255]), ['x']);
+  assert.deepEqual(
+    small,
+    Buffer.concat([Buffer.from(`${keys[0]}|`), Buffer.from([0, 13, 10, 255]), Buffer.from(',x')]),
+  );
 });
 
 test('evalPacked applies the client keyPrefix like any ioredis command, and passes Lua errors through', async () => {
