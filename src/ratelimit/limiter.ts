@@ -259,9 +259,9 @@ export class RateLimiter {
    * Deadlines of the calls in flight, oldest first, under one timer. Every call has the same
    * deadline and one connection answers in order, so calls fall due, and mostly settle, in the
    * order they were sent: a settled call leaves from the front, and the timer, when it fires,
-   * expires what is due and re-arms for the new front. Against a setTimeout and clearTimeout per
-   * call (~0.3 us of a decision's ~3.9 us of client work), that is a few timers per deadline
-   * period.
+   * expires what is due and re-arms for the new front: a few timers per deadline period instead
+   * of a setTimeout and clearTimeout per call. Measured over six fresh processes each, the
+   * client cost of a three-limit decision fell from ~3.9 to ~3.1 us.
    */
   readonly #deadlines: Deadline[] = [];
   #deadlineHead = 0;

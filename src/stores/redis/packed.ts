@@ -137,8 +137,8 @@ function bulkSize(len: number): number {
 
 /**
  * Build the RESP bytes of `EVALSHA|EVAL <body> <numkeys> <keys...> <packed> <tail...>`.
- * Keys and tail are text; `packed` is copied as is. Written straight into one buffer: building
- * the text first and encoding it after measured as the larger part of a decision's client cost.
+ * Keys and tail are text; `packed` is copied as is. Written straight into one buffer sized
+ * first, with no intermediate strings.
  */
 function encode(
   name: string,
