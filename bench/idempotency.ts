@@ -13,6 +13,7 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import type { IdempotencyVariables } from '../src/adapters/hono/idempotency.js';
 import type { PgClient } from '../src/stores/postgres/pool.js';
+import { deleteByPrefix } from './common.js';
 import { shipped } from './shipped.js';
 
 const { idempotency } = await shipped<typeof import('../src/adapters/hono/idempotency.js')>(
@@ -205,12 +206,7 @@ for (const c of cases) {
 
 server.close();
 agent.destroy();
-let cursor = '0';
-do {
-  const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-  cursor = next;
-  if (keys.length > 0) await redis.del(...keys);
-} while (cursor !== '0');
+await deleteByPrefix(redis, prefix);
 redis.disconnect();
 await pool.end();
 await admin.query(`DROP SCHEMA ${schemaName} CASCADE`);

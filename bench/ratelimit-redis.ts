@@ -17,6 +17,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Algorithm } from '../src/ratelimit/types.js';
+import { deleteByPrefix, median } from './common.js';
 import { shipped } from './shipped.js';
 
 const { createRateLimiter } = await shipped<typeof import('../src/ratelimit/index.js')>('ratelimit/index.js');
@@ -33,12 +34,6 @@ interface Shape {
   wire: Buffer;
   replyBytes: number;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** The bytes of the limiter's script calls for one lone decision and one call of 32. */
 async function capture(redis: Redis, algorithm: Algorithm): Promise<Array<Omit<Shape, 'replyBytes'>>> {
@@ -140,12 +135,7 @@ async function main() {
     }
   }
 
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deleteByPrefix(redis, prefix);
   sock.destroy();
   redis.disconnect();
 

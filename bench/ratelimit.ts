@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterUnion } from 'rate-limiter-flexible';
+import { deleteByPrefix, median } from './common.js';
 import { shipped } from './shipped.js';
 
 const { createRateLimiter } = await shipped<typeof import('../src/ratelimit/index.js')>('ratelimit/index.js');
@@ -29,11 +30,6 @@ interface Sample {
   p99us: number;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const pct = (sorted: Float64Array, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
@@ -213,12 +209,7 @@ async function main() {
   );
 
   // cleanup
-  let cursor = '0';
-  do {
-    const [next, keys] = await floorRedis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await floorRedis.del(...keys);
-  } while (cursor !== '0');
+  await deleteByPrefix(floorRedis, prefix);
   for (const l of [limiter, gcra, sliding, hot]) await l.close();
   for (const c of clients) c.disconnect();
 
