@@ -130,7 +130,7 @@ function putBulk(out: Buffer, at: number, s: string, len: number): number {
   return at + 2;
 }
 
-/** Bytes of `$<len>\r\n...\r\n` around a string of `len` bytes (len < 10^9). */
+/** Bytes of `$<len>\r\n...\r\n` around a string of `len` bytes. */
 function bulkSize(len: number): number {
   return len + 5 + digitCount(len);
 }
@@ -147,12 +147,13 @@ function encode(
   packed: Uint8Array,
   tail: readonly string[],
 ): Buffer {
+  const argc = 3 + keys.length + 1 + tail.length;
   const count = String(keys.length);
   const nameLen = Buffer.byteLength(name);
   const bodyLen = Buffer.byteLength(body);
   const keyLens: number[] = new Array(keys.length);
   const tailLens: number[] = new Array(tail.length);
-  let size = 3 + digitCount(3 + keys.length + 1 + tail.length);
+  let size = 3 + digitCount(argc);
   size += bulkSize(nameLen) + bulkSize(bodyLen) + bulkSize(count.length) + bulkSize(packed.length);
   for (let i = 0; i < keys.length; i++) {
     const len = Buffer.byteLength(keys[i]!);
@@ -166,7 +167,7 @@ function encode(
   }
   const out = Buffer.allocUnsafe(size);
   out[0] = 42;
-  let at = putInt(out, 1, 3 + keys.length + 1 + tail.length);
+  let at = putInt(out, 1, argc);
   out[at] = 13;
   out[at + 1] = 10;
   at = putBulk(out, at + 2, name, nameLen);
