@@ -40,6 +40,75 @@ local SLIDING = '<dI4I4I4I4I4I4I4I4I4I4I4'
 local cfg = ARGV[1]
 local keys = KEYS
 
+local nc, m, pos = sunpack('<HH', cfg)
+local vals = call('MGET', tunpack(keys))
+
+-- The common call at low load: one request, charged, whose limits are all counters (sliding or
+-- fixed window) admitted inside their current (sub-)window, each on a key of its own. It is
+-- decided here with no batch bookkeeping, no per-call tables but the reply's, and one SETRANGE
+-- per key; anything else (a missing or moved window, a block, a rejection, GCRA, stamps, a peek)
+-- falls through to the general loop below with nothing written. Measured on a replayed lone
+-- three-limit call answered one at a time: ~11.8 -> ~9.1 us of Redis CPU per call.
+if m == 1 then
+  local p = 5 + 26 * nc
+  local flags, n = sunpack('<BB', cfg, p)
+  if flags == 1 and n == #keys then
+    p = p + 2
+    local out = { 0, 1, 0 }
+    -- each key's newest counter after this request
+    local nv = { 0, 0, 0, 0 }
+    local o = 3
+    local i = 1
+    while i <= n do
+      -- entries of a lone request name keys 1..n in order, since each limit has a key of its own
+      local ci, ki, c = sunpack('<HHd', cfg, p + 12 * (i - 1))
+      if ki ~= i then break end
+      local alg, L, Wms = sunpack('<Bdd', cfg, 26 * ci - 21)
+      local raw = vals[i]
+      if not raw then break end
+      local len = #raw
+      local est, reset, newest
+      if alg == 1 and len == 52 then
+        local S = Wms * 100
+        local j = now / S
+        j = j - j % 1
+        local frac = (now - j * S) / S
+        local sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING, raw)
+        if sj ~= j then break end
+        est = a0 * (1 - frac) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10
+        reset = (B + 1 - frac) * S
+        newest = a10
+      elseif alg == 3 and len == 12 then
+        local W = Wms * 1000
+        local w = now / W
+        w = w - w % 1
+        local sw, sc = sunpack('<dI4', raw)
+        if sw ~= w then break end
+        est = sc
+        reset = W - (now - w * W)
+        newest = sc
+      else
+        break
+      end
+      if est + c > L then break end
+      local r = L - est - c
+      -- floor of r >= 0, and milliseconds rounded up, without a C call each
+      reset = -reset / 1000
+      out[o + 1], out[o + 2] = r - r % 1, -(reset - reset % 1)
+      nv[i] = newest + c
+      o = o + 2
+      i = i + 1
+    end
+    if i > n then
+      for k = 1, n do
+        call('SETRANGE', keys[k], #vals[k] - 4, pack('<I4', nv[k]))
+      end
+      out[1] = floor(now / 1000)
+      return pack('<' .. string.rep('d', o), tunpack(out, 1, o))
+    end
+  end
+end
+
 -- The sliding window's retry helpers (below, in decide). Every function a script defines is
 -- created anew on each call; these are created only when a call needs them, and the common case
 -- (admitted within the current sub-window) never does.
@@ -158,7 +227,6 @@ end
 -- large share of a short script's cost inside Redis. They are presized for a call of one decision
 -- with up to four limits (a table that grows reallocates at each power of two: ~1.5 us of a
 -- ~15 us single-decision call).
-local nc, m, pos = sunpack('<HH', cfg)
 -- config k at cf[5k-4 .. 5k]: alg, limit, window (us), burst, shadow
 local cf = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 for k = 1, nc do
@@ -167,7 +235,6 @@ for k = 1, nc do
   cf[b - 2] = cf[b - 2] * 1000
 end
 
-local vals = call('MGET', tunpack(keys))
 -- per key written by this batch: its config index, negated when vals[k] was replaced by a whole
 -- new state (written with SET ... PX); and the units admitted on its newest counter since vals[k]
 -- (written with SETRANGE, which keeps the TTL)
