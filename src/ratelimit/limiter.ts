@@ -55,10 +55,8 @@ interface LimitConfig {
   windowMs: number;
   burst: number;
   mode: LimitMode;
-  /** `<BdddB`: alg, limit, window_ms, burst, shadow (see check-n.lua). */
+  /** `<BdddBd`: alg, limit, window_ms, burst, shadow, state-key TTL in ms (see check-n.lua). */
   bytes: Uint8Array;
-  /** State-key TTL in ms, as the text SET ... PX takes. */
-  ttl: string;
 }
 
 function putU16(out: Uint8Array, at: number, v: number): void {
@@ -141,6 +139,9 @@ interface PackedCall {
  * what one Lua call may return. Below this cap, `#flushQueue` sizes calls by the load.
  */
 const MAX_BATCH = 32;
+/** Bytes of one packed limit config (layout in check-n.lua). */
+const CONFIG_BYTES = 34;
+const NO_TEXT: readonly string[] = [];
 const MAX_BATCH_LIMITS = 512;
 
 /**
@@ -161,20 +162,14 @@ function limitConfig(
   burst: number,
   mode: LimitMode,
 ): LimitConfig {
-  const b = Buffer.alloc(26);
+  const b = Buffer.alloc(CONFIG_BYTES);
   b[0] = ALG_CODE[algorithm];
   b.writeDoubleLE(requests, 1);
   b.writeDoubleLE(windowMs, 9);
   b.writeDoubleLE(burst, 17);
   b[25] = mode === 'shadow' ? 1 : 0;
-  return {
-    requests,
-    windowMs,
-    burst,
-    mode,
-    bytes: b,
-    ttl: String(stateTtlMs(algorithm, requests, windowMs, burst)),
-  };
+  b.writeDoubleLE(stateTtlMs(algorithm, requests, windowMs, burst), 26);
+  return { requests, windowMs, burst, mode, bytes: b };
 }
 
 function defineLimit(
@@ -707,7 +702,6 @@ export class RateLimiter {
     const confMap = big ? new Map<LimitConfig, number>() : undefined;
     const keys: string[] = [];
     const confs: LimitConfig[] = [];
-    const ttls: string[] = [];
     // per limit, in order: config index, key index (1-based, as the script reads them)
     const idx: number[] = new Array(2 * limits);
     let n = 0;
@@ -716,7 +710,6 @@ export class RateLimiter {
         let ci = confMap ? (confMap.get(e.conf) ?? 0) : confs.indexOf(e.conf) + 1;
         if (ci === 0) {
           ci = confs.push(e.conf);
-          ttls.push(e.conf.ttl);
           confMap?.set(e.conf, ci);
         }
         let ki = keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;
@@ -730,14 +723,14 @@ export class RateLimiter {
     }
     // Written byte by byte: for a buffer this small, the Buffer write methods' argument checks
     // and a native copy per config cost more than the bytes themselves.
-    const packed = Buffer.allocUnsafe(4 + 26 * confs.length + 2 * requests.length + 12 * limits);
+    const packed = Buffer.allocUnsafe(4 + CONFIG_BYTES * confs.length + 2 * requests.length + 12 * limits);
     putU16(packed, 0, confs.length);
     putU16(packed, 2, requests.length);
     let o = 4;
     for (const conf of confs) {
       const bytes = conf.bytes;
-      for (let i = 0; i < 26; i++) packed[o + i] = bytes[i]!;
-      o += 26;
+      for (let i = 0; i < CONFIG_BYTES; i++) packed[o + i] = bytes[i]!;
+      o += CONFIG_BYTES;
     }
     n = 0;
     for (const entries of requests) {
@@ -763,7 +756,7 @@ export class RateLimiter {
         o += 12;
       }
     }
-    return { reply: evalPacked(this.#redis, this.#check, keys, packed, ttls), limits };
+    return { reply: evalPacked(this.#redis, this.#check, keys, packed, NO_TEXT), limits };
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Outcome[] {
