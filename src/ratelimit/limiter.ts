@@ -278,6 +278,9 @@ export class RateLimiter {
     if (next !== undefined) this.#deadlineTimer = this.#armDeadline(next.due);
   };
   readonly #flush = () => this.#flushQueue();
+  #packBuf = new Uint8Array(512);
+  readonly #costBytes = new Uint8Array(8);
+  readonly #costView = new DataView(this.#costBytes.buffer);
   #scratch = new Float64Array(64);
   #scratchBytes = new Uint8Array(this.#scratch.buffer);
 
@@ -620,6 +623,8 @@ export class RateLimiter {
   }
 
   #fromCache(entries: Entry[]): Decision | undefined {
+    // Usually nothing is blocked: then no key needs hashing for a lookup.
+    if (this.#blockCache.size === 0) return undefined;
     const now = this.#clock();
     for (const e of entries) {
       if (e.conf.mode !== 'enforce') continue;
@@ -697,6 +702,8 @@ export class RateLimiter {
     for (const entries of requests) limits += entries.length;
     // Each distinct key and config is sent once. A decision or two is deduplicated by scanning
     // (cheaper than building maps for three limits); a large batch through maps.
+    // A lone request needs no deduplication: each of its limits has a key of its own.
+    const lone = requests.length === 1;
     const big = limits > 16;
     const keyMap = big ? new Map<string, number>() : undefined;
     const confMap = big ? new Map<LimitConfig, number>() : undefined;
@@ -712,7 +719,7 @@ export class RateLimiter {
           ci = confs.push(e.conf);
           confMap?.set(e.conf, ci);
         }
-        let ki = keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;
+        let ki = lone ? 0 : keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;
         if (ki === 0) {
           ki = keys.push(e.key);
           keyMap?.set(e.key, ki);
@@ -723,7 +730,10 @@ export class RateLimiter {
     }
     // Written byte by byte: for a buffer this small, the Buffer write methods' argument checks
     // and a native copy per config cost more than the bytes themselves.
-    const packed = Buffer.allocUnsafe(4 + CONFIG_BYTES * confs.length + 2 * requests.length + 12 * limits);
+    // Packed into one buffer kept for every call: evalPacked copies it before returning.
+    const size = 4 + CONFIG_BYTES * confs.length + 2 * requests.length + 12 * limits;
+    if (this.#packBuf.length < size) this.#packBuf = new Uint8Array(Math.max(size, 2 * this.#packBuf.length));
+    const packed = this.#packBuf;
     putU16(packed, 0, confs.length);
     putU16(packed, 2, requests.length);
     let o = 4;
@@ -751,12 +761,13 @@ export class RateLimiter {
           packed[o + 10] = 0xf0;
           packed[o + 11] = 0x3f;
         } else {
-          packed.writeDoubleLE(e.cost, o + 4);
+          this.#costView.setFloat64(0, e.cost, true);
+          for (let i = 0; i < 8; i++) packed[o + 4 + i] = this.#costBytes[i]!;
         }
         o += 12;
       }
     }
-    return { reply: evalPacked(this.#redis, this.#check, keys, packed, NO_TEXT), limits };
+    return { reply: evalPacked(this.#redis, this.#check, keys, packed, NO_TEXT, size), limits };
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Outcome[] {
@@ -896,7 +907,6 @@ export class RateLimiter {
     const limits: LimitResult[] = [];
     let rejectedBy: string | undefined;
     let retryAfterMs = 0;
-    const now = this.#clock();
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       const v = verdicts[i]!;
@@ -905,7 +915,9 @@ export class RateLimiter {
       if (!v.ok && e.conf.mode === 'enforce') {
         if (rejectedBy === undefined) rejectedBy = e.def.name;
         retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
-        if (source === 'redis' && v.retry1Ms > 0) this.#blockCache.set(e.cacheKey, now + v.retry1Ms);
+        if (source === 'redis' && v.retry1Ms > 0) {
+          this.#blockCache.set(e.cacheKey, this.#clock() + v.retry1Ms);
+        }
       }
     }
     const allowed = rejectedBy === undefined;

@@ -43,6 +43,26 @@ test('evalPacked sends binary bytes unchanged, keys as UTF-8, and loads the scri
   assert.equal(await redis.script('EXISTS', script.sha).then((r) => (r as number[])[0]), 1);
 });
 
+test('evalPacked sends only packedLength bytes and copies them: a reused buffer cannot change a NOSCRIPT retry', async () => {
+  const redis = client();
+  const script = echo();
+  const buf = new Uint8Array(64).fill(0x7a);
+  buf.set([1, 13, 10, 2, 255]);
+  // Redis does not know the script: the EVAL retry goes out after the caller has reused its buffer
+  const pending = evalPacked(redis, script, [`${prefix}{k}reuse`], buf, ['ünï', '7'], 5);
+  buf.fill(0x30);
+  const reply = await pending;
+  assert.deepEqual(
+    reply,
+    Buffer.concat([
+      Buffer.from(`${prefix}{k}reuse|1|`),
+      Buffer.from([1, 13, 10, 2, 255]),
+      Buffer.from('|ünï'),
+    ]),
+  );
+  assert.equal(await redis.script('EXISTS', script.sha).then((r) => (r as number[])[0]), 1);
+});
+
 test('evalPacked encodes two-digit key counts and multi-byte text arguments exactly', async () => {
   const redis = client();
   const script = luaScript(

@@ -29,20 +29,37 @@ interface CommandInternals {
 
 class PackedCommand extends Command {
   #wire: Buffer = EMPTY;
-  /** The EVAL form, sent once if Redis does not know the script yet (NOSCRIPT). */
-  #fallback: (() => PackedCommand) | undefined;
+  /** For the EVAL form, sent once if Redis does not know the script yet (NOSCRIPT); unset on it. */
+  #sender: CommandSender | undefined;
+  #script: LuaScript | undefined;
+  #keys: readonly string[] = NO_ROUTING;
+  #tail: readonly string[] = NO_ROUTING;
+  #packedLength = 0;
 
   static create(
-    name: string,
-    routing: string[],
-    wire: Buffer,
-    fallback: (() => PackedCommand) | undefined,
+    sender: CommandSender,
+    script: LuaScript,
+    viaSha: boolean,
+    keys: readonly string[],
+    packed: Uint8Array,
+    packedLength: number,
+    tail: readonly string[],
   ): PackedCommand {
+    const name = viaSha ? 'evalsha' : 'eval';
+    const body = viaSha ? script.sha : script.source;
     // `routing` (script, numkeys, keys) is what ioredis reads to find the keys' slot on a Cluster;
     // a single node never reads it. Null reply encoding keeps the reply a Buffer.
+    const routing = sender.isCluster === true ? [body, String(keys.length), ...keys] : NO_ROUTING;
     const cmd = new PackedCommand(name, routing, { replyEncoding: null });
-    cmd.#wire = wire;
-    cmd.#fallback = fallback;
+    cmd.#wire = encode(name, body, keys, packed, packedLength, tail);
+    if (viaSha) {
+      // No closure per call for a retry that almost never happens: the fields suffice.
+      cmd.#sender = sender;
+      cmd.#script = script;
+      cmd.#keys = keys;
+      cmd.#tail = tail;
+      cmd.#packedLength = packedLength;
+    }
     return cmd;
   }
 
@@ -52,10 +69,26 @@ class PackedCommand extends Command {
 
   /** On NOSCRIPT, send the EVAL form once and settle with its outcome; true when it did. */
   retryWithSource(err: Error, resolve: (v: unknown) => void, reject: (e: unknown) => void): boolean {
-    const fallback = this.#fallback;
-    this.#fallback = undefined;
-    if (!fallback || !isNoScript(err)) return false;
-    fallback().promise.then(resolve, reject);
+    const sender = this.#sender;
+    this.#sender = undefined;
+    if (!sender || !this.#script || !isNoScript(err)) return false;
+    // The packed argument is read back from this call's own bytes: the caller may have reused
+    // its buffer since. It sits just before the text arguments and their CRLF.
+    let after = 2;
+    for (const t of this.#tail) after += bulkSize(Buffer.byteLength(t));
+    const end = this.#wire.length - after;
+    const packed = this.#wire.subarray(end - this.#packedLength, end);
+    const cmd = PackedCommand.create(
+      sender,
+      this.#script,
+      false,
+      this.#keys,
+      packed,
+      packed.length,
+      this.#tail,
+    );
+    sender.sendCommand(cmd);
+    cmd.promise.then(resolve, reject);
     return true;
   }
 }
@@ -97,11 +130,13 @@ function putInt(out: Buffer, at: number, n: number): number {
 }
 
 function digitCount(n: number): number {
-  let d = 1;
-  while (n >= 10) {
-    n = Math.floor(n / 10);
-    d++;
-  }
+  // comparisons, not repeated division: called for every argument of every call
+  if (n < 10) return 1;
+  if (n < 100) return 2;
+  if (n < 1000) return 3;
+  if (n < 10000) return 4;
+  let d = 5;
+  for (let m = n / 100000; m >= 1; m /= 10) d++;
   return d;
 }
 
@@ -145,6 +180,7 @@ function encode(
   body: string,
   keys: readonly string[],
   packed: Uint8Array,
+  packedLength: number,
   tail: readonly string[],
 ): Buffer {
   const argc = 3 + keys.length + 1 + tail.length;
@@ -154,7 +190,7 @@ function encode(
   const keyLens: number[] = new Array(keys.length);
   const tailLens: number[] = new Array(tail.length);
   let size = 3 + digitCount(argc);
-  size += bulkSize(nameLen) + bulkSize(bodyLen) + bulkSize(count.length) + bulkSize(packed.length);
+  size += bulkSize(nameLen) + bulkSize(bodyLen) + bulkSize(count.length) + bulkSize(packedLength);
   for (let i = 0; i < keys.length; i++) {
     const len = Buffer.byteLength(keys[i]!);
     keyLens[i] = len;
@@ -174,9 +210,9 @@ function encode(
   at = putBulk(out, at, body, bodyLen);
   at = putBulk(out, at, count, count.length);
   for (let i = 0; i < keys.length; i++) at = putBulk(out, at, keys[i]!, keyLens[i]!);
-  at = putBulkHead(out, at, packed.length);
-  out.set(packed, at);
-  at += packed.length;
+  at = putBulkHead(out, at, packedLength);
+  out.set(packedLength === packed.length ? packed : packed.subarray(0, packedLength), at);
+  at += packedLength;
   out[at] = 13;
   out[at + 1] = 10;
   at += 2;
@@ -188,7 +224,9 @@ function encode(
 /**
  * Run `script` by SHA with one binary argument between the keys and some text arguments, and
  * resolve with the raw reply bytes. On NOSCRIPT the source is sent once with EVAL (which caches it
- * server-side). A client `keyPrefix` is applied to the keys, as ioredis would.
+ * server-side). A client `keyPrefix` is applied to the keys, as ioredis would. Only the first
+ * `packedLength` bytes of `packed` are sent, copied before this returns, so a caller may reuse one
+ * buffer for every call.
  *
  * @example
  * const reply = await evalPacked(redis, checkScript, ['rl:{rl}ip:1.2.3.4'], packedRequest, ['66000']);
@@ -199,23 +237,12 @@ export function evalPacked(
   keys: readonly string[],
   packed: Uint8Array,
   tail: readonly string[],
+  packedLength = packed.length,
 ): Promise<Buffer> {
   const sender = client as unknown as CommandSender;
   const prefix = sender.options?.keyPrefix;
   const wireKeys = prefix ? keys.map((k) => prefix + k) : keys;
-  const command = (name: string, body: string, fallback: (() => PackedCommand) | undefined) =>
-    PackedCommand.create(
-      name,
-      sender.isCluster === true ? [body, String(wireKeys.length), ...wireKeys] : NO_ROUTING,
-      encode(name, body, wireKeys, packed, tail),
-      fallback,
-    );
-  const viaSource = () => {
-    const cmd = command('eval', script.source, undefined);
-    sender.sendCommand(cmd);
-    return cmd;
-  };
-  const cmd = command('evalsha', script.sha, viaSource);
+  const cmd = PackedCommand.create(sender, script, true, wireKeys, packed, packedLength, tail);
   sender.sendCommand(cmd);
   return cmd.promise as Promise<Buffer>;
 }
