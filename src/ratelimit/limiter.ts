@@ -71,8 +71,15 @@ interface Entry {
   conf: LimitConfig;
   subject: string;
   key: string;
-  cacheKey: string;
   cost: number;
+}
+
+/**
+ * The block cache's and the local fallback's key of an entry: made when needed (a rejection, a
+ * fallback) rather than for every decision.
+ */
+function cacheKeyOf(e: Entry): string {
+  return `${e.def.name}:${e.subject}`;
 }
 
 /** Raw per-limit script output. */
@@ -590,7 +597,6 @@ export class RateLimiter {
         conf: o ? this.#overrideConfig(def, o) : this.#baseConfigs.get(def)!,
         subject,
         key: this.keys.state(name, subject),
-        cacheKey: `${name}:${subject}`,
         cost: c,
       });
     }
@@ -628,10 +634,11 @@ export class RateLimiter {
     const now = this.#clock();
     for (const e of entries) {
       if (e.conf.mode !== 'enforce') continue;
-      const until = this.#blockCache.get(e.cacheKey);
+      const cacheKey = cacheKeyOf(e);
+      const until = this.#blockCache.get(cacheKey);
       if (until === undefined) continue;
       if (until <= now) {
-        this.#blockCache.delete(e.cacheKey);
+        this.#blockCache.delete(cacheKey);
         continue;
       }
       const retry = until - now;
@@ -916,7 +923,7 @@ export class RateLimiter {
         if (rejectedBy === undefined) rejectedBy = e.def.name;
         retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
         if (source === 'redis' && v.retry1Ms > 0) {
-          this.#blockCache.set(e.cacheKey, this.#clock() + v.retry1Ms);
+          this.#blockCache.set(cacheKeyOf(e), this.#clock() + v.retry1Ms);
         }
       }
     }
@@ -990,7 +997,7 @@ export class RateLimiter {
         localIdx.map((i) => {
           const e = entries[i]!;
           return {
-            key: e.cacheKey,
+            key: cacheKeyOf(e),
             requests: e.conf.requests,
             windowMs: e.conf.windowMs,
             cost: closedBy ? 0 : e.cost,
@@ -1024,7 +1031,6 @@ export class RateLimiter {
       conf: this.#baseConfigs.get(def)!,
       subject: stored,
       key: this.keys.state(limit, stored),
-      cacheKey: '',
       cost: 1,
     };
     const { verdicts } = await this.#run([e], false);

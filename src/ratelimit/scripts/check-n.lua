@@ -55,10 +55,11 @@ if m == 1 then
   local flags, n = sunpack('<BB', cfg, p)
   if flags == 1 and n == #keys then
     p = p + 2
-    local out = { 0, 1, 0 }
-    -- each key's newest counter after this request
-    local nv = { 0, 0, 0, 0 }
+    -- the reply's values at 1 .. 3 + 2n, then each key's newest counter after this request (one
+    -- table, presized for three limits)
+    local out = { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
     local o = 3
+    local nv = 3 + 2 * n
     local i = 1
     while i <= n do
       -- entries of a lone request name keys 1..n in order, since each limit has a key of its own
@@ -96,16 +97,17 @@ if m == 1 then
       -- floor of r >= 0, and milliseconds rounded up, without a C call each
       reset = -reset / 1000
       out[o + 1], out[o + 2] = r - r % 1, -(reset - reset % 1)
-      nv[i] = newest + c
+      out[nv + i] = newest + c
       o = o + 2
       i = i + 1
     end
     if i > n then
       for k = 1, n do
-        call('SETRANGE', keys[k], #vals[k] - 4, pack('<I4', nv[k]))
+        call('SETRANGE', keys[k], #vals[k] - 4, pack('<I4', out[nv + k]))
       end
       out[1] = floor(now / 1000)
-      return pack('<' .. string.rep('d', o), tunpack(out, 1, o))
+      local formats = { '<ddddd', '<ddddddd', '<ddddddddd', '<ddddddddddd' }
+      return pack(formats[n] or ('<' .. string.rep('d', o)), tunpack(out, 1, o))
     end
   end
 end
