@@ -55,8 +55,10 @@ interface LimitConfig {
   windowMs: number;
   burst: number;
   mode: LimitMode;
-  /** `<BdddBd`: alg, limit, window_ms, burst, shadow, state-key TTL in ms (see check-n.lua). */
+  /** `<BdddB`: alg, limit, window_ms, burst, shadow (see check-n.lua). */
   bytes: Uint8Array;
+  /** State-key TTL in ms, as the text SET ... PX takes. */
+  ttl: string;
 }
 
 function putU16(out: Uint8Array, at: number, v: number): void {
@@ -147,8 +149,7 @@ interface PackedCall {
  */
 const MAX_BATCH = 32;
 /** Bytes of one packed limit config (layout in check-n.lua). */
-const CONFIG_BYTES = 34;
-const NO_TEXT: readonly string[] = [];
+const CONFIG_BYTES = 26;
 const MAX_BATCH_LIMITS = 512;
 
 /**
@@ -175,8 +176,14 @@ function limitConfig(
   b.writeDoubleLE(windowMs, 9);
   b.writeDoubleLE(burst, 17);
   b[25] = mode === 'shadow' ? 1 : 0;
-  b.writeDoubleLE(stateTtlMs(algorithm, requests, windowMs, burst), 26);
-  return { requests, windowMs, burst, mode, bytes: b };
+  return {
+    requests,
+    windowMs,
+    burst,
+    mode,
+    bytes: b,
+    ttl: String(stateTtlMs(algorithm, requests, windowMs, burst)),
+  };
 }
 
 function defineLimit(
@@ -716,6 +723,7 @@ export class RateLimiter {
     const confMap = big ? new Map<LimitConfig, number>() : undefined;
     const keys: string[] = [];
     const confs: LimitConfig[] = [];
+    const ttls: string[] = [];
     // per limit, in order: config index, key index (1-based, as the script reads them)
     const idx: number[] = new Array(2 * limits);
     let n = 0;
@@ -724,6 +732,7 @@ export class RateLimiter {
         let ci = confMap ? (confMap.get(e.conf) ?? 0) : confs.indexOf(e.conf) + 1;
         if (ci === 0) {
           ci = confs.push(e.conf);
+          ttls.push(e.conf.ttl);
           confMap?.set(e.conf, ci);
         }
         let ki = lone ? 0 : keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;
@@ -774,7 +783,7 @@ export class RateLimiter {
         o += 12;
       }
     }
-    return { reply: evalPacked(this.#redis, this.#check, keys, packed, NO_TEXT, size), limits };
+    return { reply: evalPacked(this.#redis, this.#check, keys, packed, ttls, size), limits };
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Outcome[] {

@@ -9,13 +9,14 @@
 --                            the oldest is weighted by how much of it is still inside the window
 --            admin block     9 bytes   'B' .. <d  blocked until, microseconds
 -- ARGV[1]  the batch, struct-packed: '<HH' number of limit configs C, number of requests M;
---          C configs of 34 bytes '<BdddBd': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms,
---          burst, shadow (1 = evaluate and count but never reject), ttl_ms of the config's state
---          keys (set by the first write of each (sub-)window, which outlives the (sub-)window's
---          later writes); then per request '<BB' flags, K; then K entries '<HHd': config, key
---          index, cost. Flags: 1 = decide and charge (without it: peek, never write), + 2 = reply
---          with stamps. The only argument: each argument string costs Redis a parse and a Lua
---          string of its own.
+--          C configs '<BdddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst, shadow
+--          (1 = evaluate and count but never reject); then per request '<BB' flags, K; then K
+--          entries '<HHd': config, key index, cost. Flags: 1 = decide and charge (without it: peek,
+--          never write), + 2 = reply with stamps
+-- ARGV[1 + c]  ttl_ms of config c's state keys, as text (SET ... PX takes it as is); set by the
+--          first write of each (sub-)window, which outlives the (sub-)window's later writes. Not
+--          packed as a number: Redis would format it anew for every SET, and GCRA sets on every
+--          admission (measured: +10 % Redis CPU per GCRA decision, for ~0.25 us saved per call).
 -- returns  one string of '<d' values: now_ms, then per request: allowed (1/0), index of the first
 --          enforcing limit that rejected (1-based, 0 none), then per limit:
 --            admitted   remaining (>= 0), reset_ms                       [, stamp]
@@ -51,7 +52,7 @@ local vals = call('MGET', tunpack(keys))
 -- falls through to the general loop below with nothing written. Measured on a replayed lone
 -- three-limit call answered one at a time: ~11.8 -> ~9.1 us of Redis CPU per call.
 if m == 1 then
-  local p = 5 + 34 * nc
+  local p = 5 + 26 * nc
   local flags, n = sunpack('<BB', cfg, p)
   if flags == 1 and n == #keys then
     p = p + 2
@@ -65,7 +66,7 @@ if m == 1 then
       -- entries of a lone request name keys 1..n in order, since each limit has a key of its own
       local ci, ki, c = sunpack('<HHd', cfg, p + 12 * (i - 1))
       if ki ~= i then break end
-      local alg, L, Wms = sunpack('<Bdd', cfg, 34 * ci - 29)
+      local alg, L, Wms = sunpack('<Bdd', cfg, 26 * ci - 21)
       local raw = vals[i]
       if not raw then break end
       local len = #raw
@@ -230,12 +231,12 @@ end
 -- large share of a short script's cost inside Redis. They are presized for a call of one decision
 -- with up to four limits (a table that grows reallocates at each power of two: ~1.5 us of a
 -- ~15 us single-decision call).
--- config k at cf[6k-5 .. 6k]: alg, limit, window (us), burst, shadow, ttl (ms)
-local cf = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+-- config k at cf[5k-4 .. 5k]: alg, limit, window (us), burst, shadow
+local cf = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 for k = 1, nc do
-  local b = 6 * k
-  cf[b - 5], cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], cf[b], pos = sunpack('<BdddBd', cfg, pos)
-  cf[b - 3] = cf[b - 3] * 1000
+  local b = 5 * k
+  cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], cf[b], pos = sunpack('<BdddB', cfg, pos)
+  cf[b - 2] = cf[b - 2] * 1000
 end
 
 -- per key written by this batch: its config index, negated when vals[k] was replaced by a whole
@@ -261,9 +262,9 @@ for _ = 1, m do
   for i = 1, n do
     local ci, ki, c
     ci, ki, c, pos = sunpack('<HHd', cfg, pos)
-    local b = 6 * ci
+    local b = 5 * ci
     local ok, remaining, reset, retry, retry1, stamp, wr =
-      decide(cf[b - 5], cf[b - 4], cf[b - 3], cf[b - 2], c, vals[ki], added[ki] or 0)
+      decide(cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], c, vals[ki], added[ki] or 0)
     local w = 3 * i
     lw[w - 2], lw[w - 1], lw[w] = ki, ci, wr
     -- microseconds to whole milliseconds, rounded up (a negative wait means never: -1)
@@ -272,7 +273,7 @@ for _ = 1, m do
       out[o + 1], out[o + 2] = remaining, reset
       o = o + 2
     else
-      if cf[b - 1] ~= 1 and allowed == 1 then
+      if cf[b] ~= 1 and allowed == 1 then
         allowed = 0
         rejected = i
       end
@@ -313,11 +314,11 @@ for k = 1, #keys do
     -- the newest counter's byte offset (0-based): last of the sliding window's, after the window
     -- index for a fixed window (GCRA states never take additions)
     if add then
-      if cf[6 * (ci < 0 and -ci or ci) - 5] == 1 then at = 48 else at = 8 end
+      if cf[5 * (ci < 0 and -ci or ci) - 4] == 1 then at = 48 else at = 8 end
     end
     if ci < 0 then
       if add then v = string.sub(v, 1, at) .. pack('<I4', sunpack('<I4', v, at + 1) + add) end
-      call('SET', keys[k], v, 'PX', cf[-6 * ci])
+      call('SET', keys[k], v, 'PX', ARGV[1 - ci])
     else
       call('SETRANGE', keys[k], at, pack('<I4', sunpack('<I4', v, at + 1) + add))
     end
