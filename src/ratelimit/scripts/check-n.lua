@@ -12,7 +12,8 @@
 --          C configs '<BdddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst, shadow
 --          (1 = evaluate and count but never reject); then per request '<BB' flags, K; then K
 --          entries '<HHd': config, key index, cost. Flags: 1 = decide and charge (without it: peek,
---          never write), + 2 = reply with stamps
+--          never write), + 2 = reply with stamps, + 4 = every limit is a counter (sliding or fixed
+--          window), so the short path below may apply
 -- ARGV[1 + c]  ttl_ms of config c's state keys, as text (SET ... PX takes it as is); set by the
 --          first write of each (sub-)window, which outlives the (sub-)window's later writes. Not
 --          packed as a number: Redis would format it anew for every SET, and GCRA sets on every
@@ -54,7 +55,7 @@ local vals = call('MGET', tunpack(keys))
 if m == 1 then
   local p = 5 + 26 * nc
   local flags, n = sunpack('<BB', cfg, p)
-  if flags == 1 and n == #keys then
+  if flags == 5 and n == #keys then
     p = p + 2
     -- the reply's values at 1 .. 3 + 2n, then each key's newest counter after this request (one
     -- table, presized for three limits)
@@ -252,10 +253,9 @@ local out = {
 local o = 1
 
 for _ = 1, m do
-  local charge, n, stamps
-  charge, n, pos = sunpack('<BB', cfg, pos)
-  stamps = charge >= 2
-  if stamps then charge = charge - 2 end
+  local flags, n
+  flags, n, pos = sunpack('<BB', cfg, pos)
+  local charge, stamps = flags % 2, flags % 4 >= 2
   local head = o + 1
   o = o + 2
   local allowed, rejected = 1, 0
