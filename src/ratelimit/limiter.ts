@@ -760,10 +760,7 @@ export class RateLimiter {
     }
     n = 0;
     for (const entries of requests) {
-      // + 4: all counters, the script's short path may apply (GCRA goes straight to the loop)
-      let counters = 4;
-      for (const e of entries) if (e.def.algorithm === 'gcra') counters = 0;
-      packed[o] = (charge ? 1 : 0) + (stamps ? 2 : 0) + counters;
+      packed[o] = (charge ? 1 : 0) + (stamps ? 2 : 0);
       packed[o + 1] = entries.length;
       o += 2;
       for (const e of entries) {

@@ -95,18 +95,20 @@ for (const algorithm of ['sliding-window', 'gcra', 'fixed-window'] as const) {
 }
 
 test('a decision sent alone and the same decision in a shared call report the same counts', async () => {
-  // A lone charged call of counter limits takes the script's short path while every limit admits,
-  // and the general path otherwise (first write, a rejection); a call of several decisions always
-  // takes the general path. Both must count alike, including costs above 1 and a limit that
-  // starts rejecting midway. Hour-long windows keep a window boundary out of the run.
+  // A lone charged call takes the script's short path while every limit admits (and every counter
+  // key exists), and the general path otherwise (first write, a rejection); a call of several
+  // decisions always takes the general path. Both must count alike, for each algorithm, with
+  // costs above 1 and limits that start rejecting midway. Hour-long windows keep a window
+  // boundary out of the run.
   const limits = {
     s: '40/h',
     f: { limit: '25/h', algorithm: 'fixed-window' as const },
     c: '1000/h',
+    g: { limit: '18/h', algorithm: 'gcra' as const, burst: 18 },
   };
   const lone = make({ limits, blockCacheSize: 0 });
   const shared = make({ limits, blockCacheSize: 0 });
-  const subjects = { s: 'x', f: 'y', c: 'all' };
+  const subjects = { s: 'x', f: 'y', c: 'all', g: 'z' };
   const cost = (i: number) => (i % 3 === 0 ? { f: 2 } : 1);
   const one: Awaited<ReturnType<RateLimiter['check']>>[] = [];
   for (let i = 0; i < 24; i++) one.push(await lone.check(subjects, { cost: cost(i) }));
@@ -119,13 +121,15 @@ test('a decision sent alone and the same decision in a shared call report the sa
     remaining: d.limits.map((r) => [r.name, r.remaining]),
   });
   assert.deepEqual(one.map(view), all.map(view));
-  // f (25, cost 2 on every third) runs out first; a rejected decision charges nothing, so a
-  // cheaper one after it may still fit
+  // f (25, cost 2 on every third) runs out at the 19th decision, g (18) from the 20th on; a
+  // rejected decision charges nothing, so a cheaper one after it may still fit
   let used = 0;
+  let gcra = 0;
   const expected = Array.from({ length: 24 }, (_, i) => {
     const c = i % 3 === 0 ? 2 : 1;
-    if (used + c > 25) return false;
+    if (used + c > 25 || gcra + 1 > 18) return false;
     used += c;
+    gcra += 1;
     return true;
   });
   assert.deepEqual(
@@ -133,12 +137,14 @@ test('a decision sent alone and the same decision in a shared call report the sa
     expected,
   );
   const admitted = expected.filter(Boolean).length;
-  assert.equal(one.at(-1)!.rejectedBy, 'f');
+  assert.equal(one[18]!.rejectedBy, 'f');
+  assert.equal(one.at(-1)!.rejectedBy, 'g');
   assert.equal((await lone.inspect('s', 'x')).remaining, 40 - admitted);
   assert.equal((await lone.inspect('c', 'all')).remaining, 1000 - admitted);
   assert.equal((await shared.inspect('f', 'y')).remaining, 25 - used);
+  assert.equal((await lone.inspect('g', 'z')).remaining, 18 - gcra);
   for (let i = 0; i < 24; i++) {
-    for (let k = 0; k < 3; k++) {
+    for (let k = 0; k < 4; k++) {
       const a = one[i]!.limits[k]!.resetMs;
       const b = all[i]!.limits[k]!.resetMs;
       assert.ok(Math.abs(a - b) < 1000, `decision ${i} limit ${k}: reset ${a} vs ${b} ms`);
