@@ -43,13 +43,13 @@ export function subjectOf(raw: string, maxLength: number): string {
   return '#' + createHash('sha256').update(raw).digest('base64url').slice(0, 27);
 }
 
+const SPACE = /\s/;
+
 /**
  * No braces (a hash tag would move the key's Cluster slot), no `#` (reserved for digests), no
  * whitespace or control characters. A loop: on the short strings subjects are, a regular
  * expression's call costs more than the scan (this runs once per limit of every decision).
  */
-const SPACE = /\s/;
-
 function isPlain(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
