@@ -479,6 +479,15 @@ export class RateLimiter {
     this.#sendBatch(start === 0 ? queue : queue.slice(start));
   }
 
+  /**
+   * Add a call's deadline at the back. Every deadline is `deadlineMs` from when it was made, so
+   * the queue stays in due order.
+   */
+  #queueDeadline(d: Deadline): void {
+    this.#deadlines.push(d);
+    this.#deadlineTimer ??= this.#armDeadline(d.due);
+  }
+
   #armDeadline(due: number): NodeJS.Timeout {
     const t = setTimeout(this.#onDeadline, Math.max(0, due - performance.now()));
     // The connection and the server keep the process alive while calls are in flight.
@@ -546,8 +555,7 @@ export class RateLimiter {
     }
     // Queued once the request is written, so it never delays the request; the deadline still
     // counts from `started`.
-    this.#deadlines.push(deadline);
-    this.#deadlineTimer ??= this.#armDeadline(deadline.due);
+    this.#queueDeadline(deadline);
     call.reply.then(
       (reply) => {
         if (settled) return;
@@ -671,18 +679,21 @@ export class RateLimiter {
     return undefined;
   }
 
+  /** `p`, or DeadlineExceeded once the deadline passes; the late outcome of `p` is dropped. */
   #withDeadline<T>(p: Promise<T>): Promise<T> {
-    // One timer per call (a shared FIFO queue measured slower: its entries outlive the young
-    // generation); the late outcome of a timed-out call is dropped.
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new DeadlineExceeded()), this.deadlineMs);
+      const deadline: Deadline = {
+        due: performance.now() + this.deadlineMs,
+        expire: () => reject(new DeadlineExceeded()),
+      };
+      this.#queueDeadline(deadline);
       p.then(
         (v) => {
-          clearTimeout(timer);
+          this.#deadlineDone(deadline);
           resolve(v);
         },
         (err) => {
-          clearTimeout(timer);
+          this.#deadlineDone(deadline);
           reject(err);
         },
       );
