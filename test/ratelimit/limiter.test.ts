@@ -152,6 +152,40 @@ test('a decision sent alone and the same decision in a shared call report the sa
   }
 });
 
+test('a sliding state in the earlier 52-byte layout is carried over, and the stored sum always matches the counts', async () => {
+  // The sliding state keeps the sum of its ten newer sub-window counts beside the newest count, so
+  // the common admission reads four values; every write path must keep that sum exact, and a
+  // state written by an earlier version (no sum, 52 bytes) must keep its counts on upgrade.
+  const l = make({ limits: { s: '100/h' }, blockCacheSize: 0 });
+  const key = l.keys.state('s', 'legacy');
+  const [sec, usec] = (await admin.time()) as [number | string, number | string];
+  const S = 3_600_000 * 100; // one sub-window of an hour, in microseconds
+  const j = Math.floor((Number(sec) * 1e6 + Number(usec)) / S);
+  const legacy = Buffer.alloc(52);
+  legacy.writeDoubleLE(j, 0);
+  legacy.writeUInt32LE(5, 8 + 4 * 9); // 5 in the sub-window before the newest
+  legacy.writeUInt32LE(3, 8 + 4 * 10); // 3 in the newest
+  await admin.set(key, legacy, 'PX', 3_600_000);
+  assert.equal((await l.check({ s: 'legacy' })).limits[0]!.remaining, 100 - 8 - 1);
+  const decode = async () => {
+    const raw = (await admin.getBuffer(key))!;
+    assert.equal(raw.length, 56);
+    const counts = Array.from({ length: 12 }, (_, k) => raw.readUInt32LE(8 + 4 * k));
+    const [, sum, newest, ...between] = counts;
+    return { sum: sum!, newer: newest! + between.reduce((a, b) => a + b, 0) };
+  };
+  let state = await decode();
+  assert.deepEqual(state, { sum: 9, newer: 9 });
+  // lone decisions (in place, on the short path), then shared calls (additions summed per key),
+  // then costs above 1: the sum follows each
+  for (let i = 0; i < 5; i++) await l.check({ s: 'legacy' });
+  await Promise.all(Array.from({ length: 20 }, () => l.check({ s: 'legacy' })));
+  await Promise.all(Array.from({ length: 3 }, () => l.check({ s: 'legacy' }, { cost: 4 })));
+  state = await decode();
+  assert.deepEqual(state, { sum: 9 + 5 + 20 + 12, newer: 9 + 5 + 20 + 12 });
+  assert.equal((await l.inspect('s', 'legacy')).remaining, 100 - state.sum);
+});
+
 test('per-request cost is charged on every limit', async () => {
   const l = make({ limits: { a: '10/min', g: { limit: '10/min', algorithm: 'gcra' } }, blockCacheSize: 0 });
   const d = await l.check({ a: 'u', g: 'u' }, { cost: 4 });

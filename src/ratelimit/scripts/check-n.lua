@@ -4,9 +4,13 @@
 -- KEYS[k]  the distinct state keys of the batch; each a binary string (struct-packed, little-endian):
 --            GCRA            8 bytes   <d   theoretical arrival time, microseconds
 --            fixed window    12 bytes  <dI4 window index, count
---            sliding window  52 bytes  <d + 11 x I4: index of the newest sub-window, then the
---                            counts of the 11 most recent sub-windows of W/10 (oldest first);
---                            the oldest is weighted by how much of it is still inside the window
+--            sliding window  56 bytes  <d + 12 x I4: index of the newest sub-window; the count of
+--                            the oldest of the 11 most recent sub-windows of W/10 (weighted by
+--                            how much of it is still inside the window); the sum of the 10
+--                            newer counts; the newest count; then the 9 between, oldest first.
+--                            The sum and the newest count sit side by side, so the common
+--                            admission reads 4 values and writes 8 bytes in place. (52 bytes
+--                            without the sum, newest last: the earlier layout, still read.)
 --            admin block     9 bytes   'B' .. <d  blocked until, microseconds
 -- ARGV[1]  the batch, struct-packed: '<HH' number of limit configs C, number of requests M;
 --          C configs '<BdddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst, shadow
@@ -38,7 +42,8 @@ local call = redis.call
 local floor, ceil, max = math.floor, math.ceil, math.max
 local pack, sunpack, tunpack = struct.pack, struct.unpack, unpack
 local B = 10
-local SLIDING = '<dI4I4I4I4I4I4I4I4I4I4I4'
+local SLIDING = '<dI4I4I4I4I4I4I4I4I4I4I4I4'
+local SLIDING52 = '<dI4I4I4I4I4I4I4I4I4I4I4'
 local cfg = ARGV[1]
 local keys = KEYS
 
@@ -57,30 +62,32 @@ if m == 1 then
   local flags, n = sunpack('<BB', cfg, p)
   if flags == 1 and n == #keys then
     p = p + 2
-    -- the reply's values at 1 .. 3 + 2n, then per key what to write: a counter's new value (> 0)
-    -- or a GCRA state's new TAT, negated (one table, presized for three limits)
-    local out = { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    -- the reply's values at 1 .. 3 + 2n, then per key the bytes to write and where: a byte offset
+    -- for SETRANGE, or -(ARGV index of the TTL) for a GCRA state's SET ... PX (one table, presized
+    -- for three limits). Each value read from a packed string costs Redis about as much as a
+    -- dozen Lua operations, so this path reads only the fields it uses.
+    local out = { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
     local o = 3
     local nv = 3 + 2 * n
     local i = 1
     while i <= n do
-      -- entries of a lone request name keys 1..n in order, since each limit has a key of its own
-      local ci, ki, c = sunpack('<HHd', cfg, p + 12 * (i - 1))
-      if ki ~= i then break end
-      local alg, L, Wms, burst = sunpack('<Bddd', cfg, 26 * ci - 21)
+      -- a lone request's entries name keys 1..n in order (each limit has a key of its own, and
+      -- the instance packs them so), so the key index is skipped
+      local ci, c = sunpack('<Hxxd', cfg, p + 12 * (i - 1))
+      local alg, L, Wms = sunpack('<Bdd', cfg, 26 * ci - 21)
       local raw = vals[i]
       local len = raw and #raw or 0
-      local r, reset, write
-      if alg == 1 and len == 52 then
+      local r, reset, bytes, at
+      if alg == 1 and len == 56 then
         local S = Wms * 100
         local j = now / S
         j = j - j % 1
         local frac = (now - j * S) / S
-        local sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING, raw)
+        local sj, a0, sum, newest = sunpack('<dI4I4I4', raw)
         if sj ~= j then break end
-        r = L - (a0 * (1 - frac) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10) - c
+        r = L - (a0 * (1 - frac) + sum) - c
         reset = (B + 1 - frac) * S
-        write = a10 + c
+        bytes, at = pack('<I4I4', sum + c, newest + c), 12
       elseif alg == 3 and len == 12 then
         local W = Wms * 1000
         local w = now / W
@@ -89,8 +96,9 @@ if m == 1 then
         if sw ~= w then break end
         r = L - sc - c
         reset = W - (now - w * W)
-        write = sc + c
+        bytes, at = pack('<I4', sc + c), 8
       elseif alg == 2 and (len == 8 or len == 0) then
+        local burst = sunpack('<d', cfg, 26 * ci - 4)
         local T = Wms * 1000 / L
         local tat = now
         if len == 8 then tat = max(sunpack('<d', raw), now) end
@@ -98,7 +106,7 @@ if m == 1 then
         if c > burst or nt - burst * T > now then break end
         r = (now - (nt - burst * T)) / T
         reset = nt - now
-        write = -ceil(nt)
+        bytes, at = pack('<d', ceil(nt)), -1 - ci
       else
         break
       end
@@ -106,22 +114,22 @@ if m == 1 then
       -- floor of r >= 0, and milliseconds rounded up, without a C call each
       reset = -reset / 1000
       out[o + 1], out[o + 2] = r - r % 1, -(reset - reset % 1)
-      out[nv + i] = write
+      out[nv + i], out[nv + n + i] = bytes, at
       o = o + 2
       i = i + 1
     end
     if i > n then
       for k = 1, n do
-        local v = out[nv + k]
-        if v > 0 then
-          call('SETRANGE', keys[k], #vals[k] - 4, pack('<I4', v))
+        local at = out[nv + n + k]
+        if at > 0 then
+          call('SETRANGE', keys[k], at, out[nv + k])
         else
-          call('SET', keys[k], pack('<d', -v), 'PX', ARGV[1 + sunpack('<H', cfg, p + 12 * (k - 1))])
+          call('SET', keys[k], out[nv + k], 'PX', ARGV[-at])
         end
       end
       out[1] = floor(now / 1000)
-      local formats = { '<ddddd', '<ddddddd', '<ddddddddd', '<ddddddddddd' }
-      return pack(formats[n] or ('<' .. string.rep('d', o)), tunpack(out, 1, o))
+      if n == 3 then return pack('<ddddddddd', tunpack(out, 1, 9)) end
+      return pack('<' .. string.rep('d', o), tunpack(out, 1, o))
     end
   end
 end
@@ -146,11 +154,16 @@ local function decide(alg, L, W, burst, c, raw, extra)
     local S = W / B
     local j = floor(now / S)
     local frac = (now - j * S) / S
-    local sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10
-    if raw and #raw == 52 then sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING, raw) end
-    if sj == j then
+    local sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, sum
+    if raw and #raw == 56 then
+      sj, a0, sum, a10, a1, a2, a3, a4, a5, a6, a7, a8, a9 = sunpack(SLIDING, raw)
+    elseif raw and #raw == 52 then
+      sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING52, raw)
+    end
+    -- additions are written in place, so only into a state of the current layout
+    if sj == j and sum then
       -- common case: the newest sub-window is still current, no shifting
-      local est = a0 * (1 - frac) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + extra
+      local est = a0 * (1 - frac) + sum + extra
       if est + c <= L then
         return 1, max(0, floor(L - est - c)), (B + 1 - frac) * S, 0, 0, j, c
       end
@@ -193,14 +206,15 @@ local function decide(alg, L, W, burst, c, raw, extra)
       end
     end
     counts[B] = counts[B] + extra
-    local est = counts[0] * (1 - frac)
-    for k = 1, B do est = est + counts[k] end
+    local newer = 0
+    for k = 1, B do newer = newer + counts[k] end
+    local est = counts[0] * (1 - frac) + newer
     local ok, remaining, retry, retry1, wr = 1, 0, 0, 0, nil
     if est + c <= L then
       counts[B] = counts[B] + c
       remaining = max(0, floor(L - est - c))
-      wr = pack(SLIDING, j, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
-        counts[6], counts[7], counts[8], counts[9], counts[10])
+      wr = pack(SLIDING, j, counts[0], newer + c, counts[10], counts[1],
+        counts[2], counts[3], counts[4], counts[5], counts[6], counts[7], counts[8], counts[9])
     else
       ok = 0
       retry = sub_retry(counts, L, S, frac, c)
@@ -322,17 +336,24 @@ end
 for k = 1, #keys do
   local ci = dirty[k]
   if ci then
-    local v, add, at = vals[k], added[k], 0
-    -- the newest counter's byte offset (0-based): last of the sliding window's, after the window
-    -- index for a fixed window (GCRA states never take additions)
+    local v, add = vals[k], added[k]
+    -- what the additions change, in place (GCRA states never take additions): a sliding window's
+    -- sum of the newer counts and newest count (bytes 12-19, 0-based), a fixed window's count
+    -- (bytes 8-11)
+    local at, bytes = 0, nil
     if add then
-      if cf[5 * (ci < 0 and -ci or ci) - 4] == 1 then at = 48 else at = 8 end
+      if cf[5 * (ci < 0 and -ci or ci) - 4] == 1 then
+        local sum, newest = sunpack('<I4I4', v, 13)
+        at, bytes = 12, pack('<I4I4', sum + add, newest + add)
+      else
+        at, bytes = 8, pack('<I4', sunpack('<I4', v, 9) + add)
+      end
     end
     if ci < 0 then
-      if add then v = string.sub(v, 1, at) .. pack('<I4', sunpack('<I4', v, at + 1) + add) end
+      if add then v = string.sub(v, 1, at) .. bytes .. string.sub(v, at + #bytes + 1) end
       call('SET', keys[k], v, 'PX', ARGV[1 - ci])
     else
-      call('SETRANGE', keys[k], at, pack('<I4', sunpack('<I4', v, at + 1) + add))
+      call('SETRANGE', keys[k], at, bytes)
     end
   end
 end
