@@ -727,7 +727,8 @@ export class RateLimiter {
     for (const entries of requests) limits += entries.length;
     // Each distinct key and config is sent once. A decision or two is deduplicated by scanning
     // (cheaper than building maps for three limits); a large batch through maps.
-    // A lone request needs no deduplication: each of its limits has a key of its own.
+    // A lone request needs no deduplication: each of its limits has a key and a config of its
+    // own, and the script's short path relies on limit i using config i and key i.
     const lone = requests.length === 1;
     const big = limits > 16;
     const keyMap = big ? new Map<string, number>() : undefined;
@@ -740,7 +741,7 @@ export class RateLimiter {
     let n = 0;
     for (const entries of requests) {
       for (const e of entries) {
-        let ci = confMap ? (confMap.get(e.conf) ?? 0) : confs.indexOf(e.conf) + 1;
+        let ci = lone ? 0 : confMap ? (confMap.get(e.conf) ?? 0) : confs.indexOf(e.conf) + 1;
         if (ci === 0) {
           ci = confs.push(e.conf);
           ttls.push(e.conf.ttl);

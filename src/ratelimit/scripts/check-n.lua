@@ -60,7 +60,7 @@ local vals = call('MGET', tunpack(keys))
 if m == 1 then
   local p = 5 + 26 * nc
   local flags, n = sunpack('<BB', cfg, p)
-  if flags == 1 and n == #keys then
+  if flags == 1 and n == #keys and n == nc then
     p = p + 2
     -- the reply's values at 1 .. 3 + 2n, then per key the bytes to write and where: a byte offset
     -- for SETRANGE, or -(ARGV index of the TTL) for a GCRA state's SET ... PX (one table, presized
@@ -71,9 +71,11 @@ if m == 1 then
     local nv = 3 + 2 * n
     local i = 1
     while i <= n do
-      -- a lone request's entries name keys 1..n in order (each limit has a key of its own, and
-      -- the instance packs them so), so the key index is skipped
-      local ci, c = sunpack('<Hxxd', cfg, p + 12 * (i - 1))
+      -- a lone request's entry i names config i and key i (each limit has a config and a key of
+      -- its own, and the instance packs them in order, without deduplication), so only the
+      -- cost is read
+      local ci = i
+      local c = sunpack('<d', cfg, p + 12 * i - 8)
       local alg, L, Wms = sunpack('<Bdd', cfg, 26 * ci - 21)
       local raw = vals[i]
       local len = raw and #raw or 0
