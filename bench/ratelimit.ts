@@ -16,7 +16,7 @@ const { luaScript } =
   await shipped<typeof import('../src/stores/redis/scripts.js')>('stores/redis/scripts.js');
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 1000);
 const SUBJECTS = 1000;
 const run = randomBytes(3).toString('hex');
@@ -128,7 +128,12 @@ async function main() {
   const samples: Record<string, Sample[]> = {};
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of [1, 64]) {
-      for (const [name, op] of Object.entries(variants)) {
+      // A rotating order: each variant takes every position in turn, so none always follows
+      // the same neighbour (a c=64 run leaves both cores warm for whatever comes next).
+      const names = Object.keys(variants);
+      const shift = round % names.length;
+      for (const name of [...names.slice(shift), ...names.slice(0, shift)]) {
+        const op = variants[name]!;
         await measure(op, c, 100); // warm-up
         const s = await measure(op, c, ROUND_MS);
         const id = `${name}_c${c}`;
