@@ -772,7 +772,10 @@ export class RateLimiter {
     }
     n = 0;
     for (const entries of requests) {
-      packed[o] = (charge ? 1 : 0) + (stamps ? 2 : 0);
+      // + 4: every cost is 1, which spares the script's short path reading the costs
+      let unit = 4;
+      for (const e of entries) if (e.cost !== 1) unit = 0;
+      packed[o] = (charge ? 1 : 0) + (stamps ? 2 : 0) + unit;
       packed[o + 1] = entries.length;
       o += 2;
       for (const e of entries) {

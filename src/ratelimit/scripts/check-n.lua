@@ -16,7 +16,8 @@
 --          C configs '<BdddB': alg (1 sliding, 2 gcra, 3 fixed), limit, window_ms, burst, shadow
 --          (1 = evaluate and count but never reject); then per request '<BB' flags, K; then K
 --          entries '<HHd': config, key index, cost. Flags: 1 = decide and charge (without it: peek,
---          never write), + 2 = reply with stamps
+--          never write), + 2 = reply with stamps, + 4 = every cost of the request is 1 (the entries
+--          still say so; the short path below need not read them)
 -- ARGV[1 + c]  ttl_ms of config c's state keys, as text (SET ... PX takes it as is); set by the
 --          first write of each (sub-)window, which outlives the (sub-)window's later writes. Not
 --          packed as a number: Redis would format it anew for every SET, and GCRA sets on every
@@ -60,7 +61,7 @@ local vals = call('MGET', tunpack(keys))
 if m == 1 then
   local p = 5 + 26 * nc
   local flags, n = sunpack('<BB', cfg, p)
-  if flags == 1 and n == #keys and n == nc then
+  if (flags == 5 or flags == 1) and n == #keys and n == nc then
     p = p + 2
     -- the reply's values at 1 .. 3 + 2n, then per key the bytes to write and where: a byte offset
     -- for SETRANGE, or -(ARGV index of the TTL) for a GCRA state's SET ... PX (one table, presized
@@ -74,8 +75,8 @@ if m == 1 then
       -- a lone request's entry i names config i and key i (each limit has a config and a key of
       -- its own, and the instance packs them in order, without deduplication), so only the
       -- cost is read
-      local ci = i
-      local c = sunpack('<d', cfg, p + 12 * i - 8)
+      local ci, c = i, 1
+      if flags == 1 then c = sunpack('<d', cfg, p + 12 * i - 8) end
       local alg, L, Wms = sunpack('<Bdd', cfg, 26 * ci - 21)
       local raw = vals[i]
       local len = raw and #raw or 0
