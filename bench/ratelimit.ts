@@ -4,6 +4,12 @@
 // several interleaved rounds, medians. Also Redis memory per GCRA key and the share of hot-key
 // rejections answered by the local block cache. One JSON line per measurement; the last line is
 // the summary object.
+//
+// The machine's speed drifts within seconds (a c=1 round trip is mostly the two processes waking
+// up, whose cost moves), so within a round the variants take turns in short slices (10 per
+// variant, 100 ms each by default) and each round's sample for a variant is the sum of its
+// slices; a ratio is the median over rounds of that round's ratio, i.e. of variants measured
+// interleaved, never minutes apart.
 //   npm run bench:ratelimit            (REDIS_URL defaults to redis://127.0.0.1:6379)
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -18,6 +24,7 @@ const { luaScript } =
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 1000);
+const SLICES = Number(process.env.BENCH_SLICES ?? 10);
 const SUBJECTS = 1000;
 const run = randomBytes(3).toString('hex');
 const prefix = `bench:rl:${run}:`;
@@ -33,8 +40,24 @@ interface Sample {
 const pct = (sorted: Float64Array, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
-async function measure(op: Op, concurrency: number, ms: number): Promise<Sample> {
-  const lat: number[] = [];
+/** Latencies (ms) and busy time of one variant over a round's slices. */
+interface Tally {
+  lat: number[];
+  elapsed: number;
+}
+
+function sample(t: Tally): Sample {
+  const sorted = Float64Array.from(t.lat).sort();
+  return {
+    opsPerSec: (t.lat.length / t.elapsed) * 1000,
+    p50us: pct(sorted, 0.5) * 1000,
+    p99us: pct(sorted, 0.99) * 1000,
+  };
+}
+
+/** Run `op` from `concurrency` workers for `ms`, adding latencies and busy time to `into`. */
+async function measure(op: Op, concurrency: number, ms: number, into: Tally = { lat: [], elapsed: 0 }) {
+  const lat = into.lat;
   let n = 0;
   const end = performance.now() + ms;
   const worker = async () => {
@@ -47,13 +70,7 @@ async function measure(op: Op, concurrency: number, ms: number): Promise<Sample>
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = performance.now() - t0;
-  const sorted = Float64Array.from(lat).sort();
-  return {
-    opsPerSec: (lat.length / elapsed) * 1000,
-    p50us: pct(sorted, 0.5) * 1000,
-    p99us: pct(sorted, 0.99) * 1000,
-  };
+  into.elapsed += performance.now() - t0;
 }
 
 async function main() {
@@ -132,10 +149,14 @@ async function main() {
       // the same neighbour (a c=64 run leaves both cores warm for whatever comes next).
       const names = Object.keys(variants);
       const shift = round % names.length;
-      for (const name of [...names.slice(shift), ...names.slice(0, shift)]) {
-        const op = variants[name]!;
-        await measure(op, c, 100); // warm-up
-        const s = await measure(op, c, ROUND_MS);
+      const order = [...names.slice(shift), ...names.slice(0, shift)];
+      for (const name of order) await measure(variants[name]!, c, 100); // warm-up
+      const tallies = new Map(order.map((name) => [name, { lat: [], elapsed: 0 } as Tally]));
+      for (let slice = 0; slice < SLICES; slice++) {
+        for (const name of order) await measure(variants[name]!, c, ROUND_MS / SLICES, tallies.get(name));
+      }
+      for (const name of order) {
+        const s = sample(tallies.get(name)!);
         const id = `${name}_c${c}`;
         const list = samples[id] ?? [];
         list.push(s);
@@ -218,7 +239,9 @@ async function main() {
   for (const l of [limiter, gcra, sliding, hot]) await l.close();
   for (const c of clients) c.disconnect();
 
-  const ratio = (a: string, b: string) => Number((med(a, 'opsPerSec') / med(b, 'opsPerSec')).toFixed(3));
+  // per round, then the median: both variants of a round were measured interleaved
+  const ratio = (a: string, b: string) =>
+    Number(median(samples[a]!.map((s, r) => s.opsPerSec / samples[b]![r]!.opsPerSec)).toFixed(3));
   const summary = {
     rounds: ROUNDS,
     floor_ops_c1: Math.round(med('floor_c1', 'opsPerSec')),
