@@ -772,10 +772,10 @@ export class RateLimiter {
     }
     n = 0;
     for (const entries of requests) {
-      // + 4: every cost is 1, which spares the script's short path reading the costs
+      // the flags byte is written once the costs are seen: + 4 when every cost is 1, which
+      // spares the script's short path reading them
+      const head = o;
       let unit = 4;
-      for (const e of entries) if (e.cost !== 1) unit = 0;
-      packed[o] = (charge ? 1 : 0) + (stamps ? 2 : 0) + unit;
       packed[o + 1] = entries.length;
       o += 2;
       for (const e of entries) {
@@ -792,11 +792,13 @@ export class RateLimiter {
           packed[o + 10] = 0xf0;
           packed[o + 11] = 0x3f;
         } else {
+          unit = 0;
           this.#costView.setFloat64(0, e.cost, true);
           for (let i = 0; i < 8; i++) packed[o + 4 + i] = this.#costBytes[i]!;
         }
         o += 12;
       }
+      packed[head] = (charge ? 1 : 0) + (stamps ? 2 : 0) + unit;
     }
     return { reply: evalPacked(this.#redis, this.#check, keys, packed, ttls, size), limits };
   }

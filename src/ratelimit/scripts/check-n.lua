@@ -74,10 +74,10 @@ if m == 1 then
     while i <= n do
       -- a lone request's entry i names config i and key i (each limit has a config and a key of
       -- its own, and the instance packs them in order, without deduplication), so only the
-      -- cost is read
-      local ci, c = i, 1
+      -- cost is read, and only when some cost is not 1
+      local c = 1
       if flags == 1 then c = sunpack('<d', cfg, p + 12 * i - 8) end
-      local alg, L, Wms = sunpack('<Bdd', cfg, 26 * ci - 21)
+      local alg, L, Wms = sunpack('<Bdd', cfg, 26 * i - 21)
       local raw = vals[i]
       local len = raw and #raw or 0
       local r, reset, bytes, at
@@ -101,7 +101,7 @@ if m == 1 then
         reset = W - (now - w * W)
         bytes, at = pack('<I4', sc + c), 8
       elseif alg == 2 and (len == 8 or len == 0) then
-        local burst = sunpack('<d', cfg, 26 * ci - 4)
+        local burst = sunpack('<d', cfg, 26 * i - 4)
         local T = Wms * 1000 / L
         local tat = now
         if len == 8 then tat = max(sunpack('<d', raw), now) end
@@ -109,7 +109,7 @@ if m == 1 then
         if c > burst or nt - burst * T > now then break end
         r = (now - (nt - burst * T)) / T
         reset = nt - now
-        bytes, at = pack('<d', ceil(nt)), -1 - ci
+        bytes, at = pack('<d', ceil(nt)), -1 - i
       else
         break
       end
