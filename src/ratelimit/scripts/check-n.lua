@@ -144,9 +144,10 @@ local sub_retry, drain_time
 
 -- one limit against its current state plus `extra`, the units this batch already admitted on the
 -- key's newest counter (nonzero only when that counter is current); returns ok, remaining, reset,
--- retry, retry1 (us), stamp, and what to write when the request is admitted: nil nothing, a number
--- (that many units more on the newest counter), or a whole new state (its window moved, so the
--- TTL starts anew)
+-- retry, retry1 (us), stamp, and what to write when the request is admitted, as two values: a
+-- number of units more on the newest counter, or (nil and) a whole new state (its window moved, so
+-- the TTL starts anew); both nil for nothing. Two slots, not one of either type: telling a number
+-- from a string needs type(), a C call, for every limit of a batch
 local function decide(alg, L, W, burst, c, raw, extra)
   if raw and #raw == 9 and string.byte(raw, 1) == 66 then
     local untl = sunpack('<d', raw, 2)
@@ -224,7 +225,7 @@ local function decide(alg, L, W, burst, c, raw, extra)
       retry1 = sub_retry(counts, L, S, frac, 1)
       remaining = max(0, floor(L - est))
     end
-    return ok, remaining, drain_time(counts, S, frac), retry, retry1, j, wr
+    return ok, remaining, drain_time(counts, S, frac), retry, retry1, j, nil, wr
   elseif alg == 2 then
     local T = W / L
     local tat = now
@@ -234,7 +235,7 @@ local function decide(alg, L, W, burst, c, raw, extra)
     if c > burst then return 0, max(0, floor((now - (tat - burst * T)) / T)), tat - now, -1, retry1, 0 end
     if new_tat - burst * T <= now then
       local stamp = ceil(new_tat)
-      return 1, floor((now - (new_tat - burst * T)) / T), new_tat - now, 0, retry1, stamp,
+      return 1, floor((now - (new_tat - burst * T)) / T), new_tat - now, 0, retry1, stamp, nil,
         pack('<d', stamp)
     end
     return 0, max(0, floor((now - (tat - burst * T)) / T)), tat - now, new_tat - burst * T - now, retry1, 0
@@ -250,7 +251,7 @@ local function decide(alg, L, W, burst, c, raw, extra)
   if cur + 1 > L then retry1 = W - elapsed end
   if cur + c <= L then
     if current then return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, c end
-    return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, pack('<dI4', w, c)
+    return 1, max(0, L - cur - c), W - elapsed, 0, retry1, w, nil, pack('<dI4', w, c)
   end
   local retry = W - elapsed
   if c > L then retry = -1 end
@@ -261,20 +262,34 @@ end
 -- large share of a short script's cost inside Redis. They are presized for a call of one decision
 -- with up to four limits (a table that grows reallocates at each power of two: ~1.5 us of a
 -- ~15 us single-decision call).
--- config k at cf[5k-4 .. 5k]: alg, limit, window (us), burst, shadow
-local cf = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+-- config k at cf[8k-7 .. 8k]: alg, limit, window (us), burst, shadow, then for a sliding window
+-- what depends only on the config and `now`, worked out once per call rather than once per
+-- decision: the newest sub-window's index, the weight of the oldest sub-window still counted,
+-- and the reset of an admission inside the newest sub-window (ms, rounded up)
+local cf = {
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+}
 for k = 1, nc do
-  local b = 5 * k
-  cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], cf[b], pos = sunpack('<BdddB', cfg, pos)
-  cf[b - 2] = cf[b - 2] * 1000
+  local b = 8 * k - 3
+  local alg, W
+  alg, cf[b - 3], W, cf[b - 1], cf[b], pos = sunpack('<BdddB', cfg, pos)
+  W = W * 1000
+  cf[b - 4], cf[b - 2] = alg, W
+  if alg == 1 then
+    local S = W / B
+    local j = floor(now / S)
+    local frac = (now - j * S) / S
+    cf[b + 1], cf[b + 2], cf[b + 3] = j, 1 - frac, ceil((B + 1 - frac) * S / 1000)
+  end
 end
 
 -- per key written by this batch: its config index, negated when vals[k] was replaced by a whole
 -- new state (written with SET ... PX); and the units admitted on its newest counter since vals[k]
 -- (written with SETRANGE, which keeps the TTL)
 local dirty, added = {}, {}
--- per limit of the current request, reused: key index, config index, what to write
-local lw = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+-- per limit of the current request, reused: key index, config index, what to write (units to add,
+-- a whole state)
+local lw = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 local out = {
   floor(now / 1000), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -291,13 +306,28 @@ for _ = 1, m do
   for i = 1, n do
     local ci, ki, c
     ci, ki, c, pos = sunpack('<HHd', cfg, pos)
-    local b = 5 * ci
-    local ok, remaining, reset, retry, retry1, stamp, wr =
-      decide(cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], c, vals[ki], added[ki] or 0)
-    local w = 3 * i
-    lw[w - 2], lw[w - 1], lw[w] = ki, ci, wr
-    -- microseconds to whole milliseconds, rounded up (a negative wait means never: -1)
-    if reset < 0 then reset = -1 else reset = ceil(reset / 1000) end
+    local b = 8 * ci - 3
+    local raw = vals[ki]
+    local ok, remaining, reset, retry, retry1, stamp, add, state
+    -- The batch's common case, a sliding window admitting inside its newest sub-window, is
+    -- decided here from three of the state's values: no call to decide(), which unpacks all
+    -- thirteen and returns seven (callgrind, a replayed call of 32 three-limit decisions: ~21 %
+    -- fewer instructions inside Redis). Anything else goes to decide().
+    if cf[b - 4] == 1 and raw and #raw == 56 then
+      local sj, a0, sum = sunpack('<dI4I4', raw)
+      if sj == cf[b + 1] then
+        local r = cf[b - 3] - (a0 * cf[b + 2] + sum + (added[ki] or 0)) - c
+        if r >= 0 then ok, remaining, reset, stamp, add = 1, r - r % 1, cf[b + 3], sj, c end
+      end
+    end
+    if not ok then
+      ok, remaining, reset, retry, retry1, stamp, add, state =
+        decide(cf[b - 4], cf[b - 3], cf[b - 2], cf[b - 1], c, raw, added[ki] or 0)
+      -- microseconds to whole milliseconds, rounded up (a negative wait means never: -1)
+      if reset < 0 then reset = -1 else reset = ceil(reset / 1000) end
+    end
+    local w = 4 * i
+    lw[w - 3], lw[w - 2], lw[w - 1], lw[w] = ki, ci, add, state
     if ok == 1 then
       out[o + 1], out[o + 2] = remaining, reset
       o = o + 2
@@ -319,18 +349,17 @@ for _ = 1, m do
   out[head], out[head + 1] = allowed, rejected
   if charge == 1 and allowed == 1 then
     for i = 1, n do
-      local w = 3 * i
-      local wr = lw[w]
-      if wr then
-        local ki, ci = lw[w - 2], lw[w - 1]
-        if type(wr) == 'number' then
-          added[ki] = (added[ki] or 0) + wr
-          if not dirty[ki] then dirty[ki] = ci end
-        else
-          -- A whole state is written only when the key's (sub-)window moved (or for GCRA), so
-          -- nothing was added to its old counter before in this batch; later additions go on it.
-          vals[ki], dirty[ki] = wr, -ci
-        end
+      local w = 4 * i
+      local add, state = lw[w - 1], lw[w]
+      if add then
+        local ki = lw[w - 3]
+        added[ki] = (added[ki] or 0) + add
+        if not dirty[ki] then dirty[ki] = lw[w - 2] end
+      elseif state then
+        -- A whole state is written only when the key's (sub-)window moved (or for GCRA), so
+        -- nothing was added to its old counter before in this batch; later additions go on it.
+        local ki = lw[w - 3]
+        vals[ki], dirty[ki] = state, -lw[w - 2]
       end
     end
   end
@@ -345,7 +374,7 @@ for k = 1, #keys do
     -- (bytes 8-11)
     local at, bytes = 0, nil
     if add then
-      if cf[5 * (ci < 0 and -ci or ci) - 4] == 1 then
+      if cf[8 * (ci < 0 and -ci or ci) - 7] == 1 then
         local sum, newest = sunpack('<I4I4', v, 13)
         at, bytes = 12, pack('<I4I4', sum + add, newest + add)
       else
