@@ -8,7 +8,7 @@ import { endianness } from 'node:os';
 import { type Logger, silentLogger } from '../contracts/index.js';
 import { ShoalError } from '../errors.js';
 import type { RedisClient } from '../stores/redis/client.js';
-import { evalPacked } from '../stores/redis/packed.js';
+import { evalPacked, evalTemplate, type PackedTemplate, packedTemplate } from '../stores/redis/packed.js';
 import { type LuaScript, loadLuaFile, runScript, scriptFailed } from '../stores/redis/scripts.js';
 import { CircuitBreaker } from './breaker.js';
 import { overrideSchema, RuntimeControl } from './control.js';
@@ -151,6 +151,8 @@ const MAX_BATCH = 32;
 /** Bytes of one packed limit config (layout in check-n.lua). */
 const CONFIG_BYTES = 26;
 const MAX_BATCH_LIMITS = 512;
+/** Sequences of limit configs whose lone-decision call bytes are kept (see #loneTemplate). */
+const MAX_LONE_SHAPES = 64;
 
 /**
  * How long a state key must outlive its last write. Static per limit, so the script never turns
@@ -293,6 +295,9 @@ export class RateLimiter {
   };
   readonly #flush = () => this.#flushQueue();
   #packBuf = new Uint8Array(512);
+  /** See #loneTemplate: by the first config of the sequence. */
+  readonly #loneShapes = new Map<LimitConfig, { confs: LimitConfig[]; template: PackedTemplate }[]>();
+  #loneShapeCount = 0;
   readonly #costBytes = new Uint8Array(8);
   readonly #costView = new DataView(this.#costBytes.buffer);
   #scratch = new Float64Array(64);
@@ -345,6 +350,9 @@ export class RateLimiter {
       onChange: (s) => {
         // A raised or disabled limit must not stay blocked locally.
         this.#blockCache.clear();
+        // Replaced overrides leave configs no decision will use again.
+        this.#loneShapes.clear();
+        this.#loneShapeCount = 0;
         this.#metrics.configVersion.set(s.version);
       },
       onKeyEvent: (cacheKey) => this.#blockCache.delete(cacheKey),
@@ -723,6 +731,67 @@ export class RateLimiter {
 
   /** Pack `requests` into one check-n call and send it; the reply is parsed by {@link #parse}. */
   #send(requests: Entry[][], charge: boolean, stamps: boolean): PackedCall {
+    if (requests.length === 1 && charge && !stamps) {
+      const entries = requests[0]!;
+      const t = this.#loneTemplate(entries);
+      if (t) {
+        const keys: string[] = new Array(entries.length);
+        for (let i = 0; i < entries.length; i++) keys[i] = entries[i]!.key;
+        return { reply: evalTemplate(this.#redis, t, keys), limits: entries.length };
+      }
+    }
+    const p = this.#pack(requests, charge, stamps);
+    return {
+      reply: evalPacked(this.#redis, this.#check, p.keys, this.#packBuf, p.ttls, p.size),
+      limits: p.limits,
+    };
+  }
+
+  /**
+   * The call bytes of a lone charged decision whose costs are all 1, but for its keys. They
+   * depend only on which limit configs it uses, in order, so they are encoded once per such
+   * sequence and reused: at concurrency 1 nearly every decision is lone, and packing its configs
+   * and encoding its arguments anew cost more of its JavaScript time than any other step. At most
+   * {@link MAX_LONE_SHAPES} sequences are kept (runtime overrides make new configs); a lookup
+   * compares config identities only. Undefined when some cost is not 1.
+   */
+  #loneTemplate(entries: Entry[]): PackedTemplate | undefined {
+    for (let i = 0; i < entries.length; i++) if (entries[i]!.cost !== 1) return undefined;
+    const first = entries[0]!.conf;
+    let shapes = this.#loneShapes.get(first);
+    if (shapes) {
+      next: for (const shape of shapes) {
+        const confs = shape.confs;
+        if (confs.length !== entries.length) continue;
+        for (let i = 1; i < confs.length; i++) if (confs[i] !== entries[i]!.conf) continue next;
+        return shape.template;
+      }
+    }
+    const p = this.#pack([entries], true, false);
+    const template = packedTemplate(this.#check, p.keys.length, this.#packBuf, p.size, p.ttls);
+    if (this.#loneShapeCount >= MAX_LONE_SHAPES) {
+      this.#loneShapes.clear();
+      this.#loneShapeCount = 0;
+      shapes = undefined;
+    }
+    if (!shapes) {
+      shapes = [];
+      this.#loneShapes.set(first, shapes);
+    }
+    shapes.push({ confs: entries.map((e) => e.conf), template });
+    this.#loneShapeCount++;
+    return template;
+  }
+
+  /**
+   * Write `requests` into the shared pack buffer (layout in check-n.lua): each distinct key and
+   * config once. Returns the keys and TTL arguments in the order the packed indexes use.
+   */
+  #pack(
+    requests: Entry[][],
+    charge: boolean,
+    stamps: boolean,
+  ): { keys: string[]; ttls: string[]; size: number; limits: number } {
     let limits = 0;
     for (const entries of requests) limits += entries.length;
     // Each distinct key and config is sent once. A decision or two is deduplicated by scanning
@@ -758,7 +827,7 @@ export class RateLimiter {
     }
     // Written byte by byte: for a buffer this small, the Buffer write methods' argument checks
     // and a native copy per config cost more than the bytes themselves.
-    // Packed into one buffer kept for every call: evalPacked copies it before returning.
+    // Packed into one buffer kept for every call: evalPacked and packedTemplate copy it.
     const size = 4 + CONFIG_BYTES * confs.length + 2 * requests.length + 12 * limits;
     if (this.#packBuf.length < size) this.#packBuf = new Uint8Array(Math.max(size, 2 * this.#packBuf.length));
     const packed = this.#packBuf;
@@ -800,7 +869,7 @@ export class RateLimiter {
       }
       packed[head] = (charge ? 1 : 0) + (stamps ? 2 : 0) + unit;
     }
-    return { reply: evalPacked(this.#redis, this.#check, keys, packed, ttls, size), limits };
+    return { keys, ttls, size, limits };
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Outcome[] {

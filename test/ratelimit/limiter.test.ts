@@ -198,6 +198,49 @@ test('per-request cost is charged on every limit', async () => {
   assert.equal((await l.check({ a: 'u', g: 'u' }, { cost: 6 })).allowed, true);
 });
 
+test('lone decisions over changing sets of limits, costs and runtime overrides count every key exactly', async () => {
+  // Lone decisions reuse their call bytes per sequence of limit configs: whatever the mix, each
+  // key's count must be what its own decisions charged.
+  const l = make({
+    limits: { a: '100/min', b: '100/min', c: { limit: '100/min', algorithm: 'fixed-window' } },
+    blockCacheSize: 0,
+  });
+  await l.start();
+  const charged: Record<string, number> = {};
+  const charge = (k: string, n: number) => {
+    charged[k] = (charged[k] ?? 0) + n;
+  };
+  const shapes: [Record<string, string>, number][] = [
+    [{ a: 'x', b: 'x', c: 'x' }, 1],
+    [{ b: 'x', a: 'x' }, 1],
+    [{ c: 'y', a: 'y' }, 1],
+    [{ a: 'y', c: 'y' }, 1],
+    [{ a: 'x', b: 'x', c: 'x' }, 3],
+    [{ a: 'y', b: 'y' }, 1],
+    [{ a: 'y' }, 1],
+  ];
+  for (let i = 0; i < 28; i++) {
+    const [subjects, cost] = shapes[i % shapes.length]!;
+    const d = await l.check(subjects, { cost });
+    assert.equal(d.allowed, true);
+    for (const r of d.limits) {
+      charge(`${r.name}:${r.subject}`, cost);
+      const want = r.requests - charged[`${r.name}:${r.subject}`]!;
+      assert.equal(r.remaining, want, `${r.name}:${r.subject} after decision ${i}`);
+    }
+    // halfway, a runtime override gives limit c a new config: later decisions use it
+    if (i === 13) {
+      await l.setContext('c', { requests_per_minute: 50, enabled: true, mode: 'enforce' });
+      await l.refresh();
+    }
+  }
+  const c = await l.check({ c: 'x' });
+  // the override did take effect for lone decisions after it
+  assert.equal(c.limits[0]!.requests, 50);
+  assert.ok(charged['c:x']! > 0);
+  assert.equal(c.limits[0]!.remaining, 50 - charged['c:x']! - 1);
+});
+
 test('long subjects are hashed, never stored raw', async () => {
   const l = make({ limits: { id: '5/min' } });
   const token = 'secret-token-'.repeat(20);

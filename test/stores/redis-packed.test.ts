@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { evalPacked } from '../../src/stores/redis/packed.js';
+import { evalPacked, evalTemplate, packedTemplate } from '../../src/stores/redis/packed.js';
 import { luaScript } from '../../src/stores/redis/scripts.js';
 import { REDIS_URL, testPrefix } from '../helpers/stores.js';
 
@@ -119,4 +119,37 @@ test('evalPacked honours the client commandTimeout: a call nobody answers is rej
     redis.disconnect();
     silent.close();
   }
+});
+
+test('a packed template sends what evalPacked sends, for any keys, across NOSCRIPT and a keyPrefix', async () => {
+  const redis = client();
+  const script = luaScript(
+    'echo-template',
+    `-- ${randomBytes(8).toString('hex')}\nreturn table.concat(KEYS, ',') .. '|' .. ARGV[1] .. '|' .. table.concat(ARGV, ',', 2)`,
+  );
+  const buf = new Uint8Array(40).fill(0x61);
+  buf.set([0, 13, 10, 255]);
+  const t = packedTemplate(script, 2, buf, 9, ['ü', '66000']);
+  // the template holds its own copy of the packed bytes
+  buf.fill(0x30);
+  const packed = Buffer.from([0, 13, 10, 255, 0x61, 0x61, 0x61, 0x61, 0x61]);
+  const keySets = [
+    [`${prefix}{k}a`, `${prefix}{k}b`],
+    [`${prefix}{k}${'é'.repeat(30)}`, `${prefix}{k}${'x'.repeat(100)}`],
+    [`${prefix}{k}`, `${prefix}{k}😀`],
+  ];
+  // the first call meets NOSCRIPT: the retry is sent with EVAL from the template's bytes
+  for (const keys of keySets) {
+    const viaTemplate = await evalTemplate(redis, t, keys);
+    const viaPacked = await evalPacked(redis, script, keys, packed, ['ü', '66000']);
+    assert.deepEqual(viaTemplate, viaPacked);
+    assert.deepEqual(
+      viaTemplate,
+      Buffer.concat([Buffer.from(`${keys.join(',')}|`), packed, Buffer.from('|ü,66000')]),
+    );
+  }
+  assert.throws(() => evalTemplate(redis, t, ['one']), /1 keys, template has 2/);
+  const prefixed = client(`${prefix}pre:`);
+  const reply = await evalTemplate(prefixed, t, ['{k}a', '{k}b']);
+  assert.equal(reply.subarray(0, reply.indexOf('|')).toString(), `${prefix}pre:{k}a,${prefix}pre:{k}b`);
 });

@@ -44,6 +44,7 @@ class PackedCommand extends Command {
     packed: Uint8Array,
     packedLength: number,
     tail: readonly string[],
+    wire?: Buffer,
   ): PackedCommand {
     const name = viaSha ? 'evalsha' : 'eval';
     const body = viaSha ? script.sha : script.source;
@@ -51,7 +52,7 @@ class PackedCommand extends Command {
     // a single node never reads it. Null reply encoding keeps the reply a Buffer.
     const routing = sender.isCluster === true ? [body, String(keys.length), ...keys] : NO_ROUTING;
     const cmd = new PackedCommand(name, routing, { replyEncoding: null });
-    cmd.#wire = encode(name, body, keys, packed, packedLength, tail);
+    cmd.#wire = wire ?? encode(name, body, keys, packed, packedLength, tail);
     if (viaSha) {
       // No closure per call for a retry that almost never happens: the fields suffice.
       cmd.#sender = sender;
@@ -219,6 +220,103 @@ function encode(
   for (let i = 0; i < tail.length; i++) at = putBulk(out, at, tail[i]!, tailLens[i]!);
   if (at !== size) throw new Error(`evalPacked: encoded ${at} bytes, expected ${size}`);
   return out;
+}
+
+/**
+ * The bytes of an `EVALSHA` call that do not depend on its keys, for calls that repeat the same
+ * packed argument and text arguments with other keys (a lone rate-limit decision against the same
+ * limits, say): made once by {@link packedTemplate}, sent by {@link evalTemplate}, which then only
+ * writes the keys between them.
+ */
+export interface PackedTemplate {
+  readonly script: LuaScript;
+  readonly keyCount: number;
+  /** `*<argc>`, `EVALSHA`, the hash and the key count, as RESP */
+  readonly head: Buffer;
+  /** the packed argument and the text arguments, as RESP bulk strings */
+  readonly rest: Buffer;
+  /** an own copy of the packed argument, for the EVAL form sent on NOSCRIPT */
+  readonly packed: Uint8Array;
+  readonly tail: readonly string[];
+}
+
+/**
+ * Encode once what every call of `script` with `keyCount` keys, this packed argument (its first
+ * `packedLength` bytes, copied) and these text arguments sends around its keys.
+ *
+ * @example
+ * const t = packedTemplate(checkScript, 1, packedRequest, packedRequest.length, ['66000']);
+ * const reply = await evalTemplate(redis, t, ['rl:{rl}ip:1.2.3.4']);
+ */
+export function packedTemplate(
+  script: LuaScript,
+  keyCount: number,
+  packed: Uint8Array,
+  packedLength: number,
+  tail: readonly string[],
+): PackedTemplate {
+  // The whole call encoded with placeholder keys of one byte, then cut around them.
+  const placeholders: string[] = new Array(keyCount).fill('k');
+  const whole = encode('evalsha', script.sha, placeholders, packed, packedLength, tail);
+  const keysBytes = keyCount * bulkSize(1);
+  const headEnd =
+    3 +
+    digitCount(3 + keyCount + 1 + tail.length) +
+    bulkSize(7) +
+    bulkSize(Buffer.byteLength(script.sha)) +
+    bulkSize(String(keyCount).length);
+  return {
+    script,
+    keyCount,
+    head: Buffer.from(whole.subarray(0, headEnd)),
+    rest: Buffer.from(whole.subarray(headEnd + keysBytes)),
+    packed: Uint8Array.prototype.slice.call(packed, 0, packedLength),
+    tail,
+  };
+}
+
+/**
+ * {@link evalPacked} for a call made from a {@link PackedTemplate}: the same reply, retries and
+ * routing, with only the keys encoded per call.
+ *
+ * @example
+ * const reply = await evalTemplate(redis, t, ['rl:{rl}ip:1.2.3.4']);
+ */
+export function evalTemplate(
+  client: RedisClient,
+  t: PackedTemplate,
+  keys: readonly string[],
+): Promise<Buffer> {
+  if (keys.length !== t.keyCount)
+    throw new Error(`evalTemplate: ${keys.length} keys, template has ${t.keyCount}`);
+  const sender = client as unknown as CommandSender;
+  const prefix = sender.options?.keyPrefix;
+  const wireKeys = prefix ? keys.map((k) => prefix + k) : keys;
+  const { head, rest } = t;
+  let size = head.length + rest.length;
+  // keys are short ASCII in practice; byteLength only when a key is not
+  const lens: number[] = new Array(wireKeys.length);
+  for (let i = 0; i < wireKeys.length; i++) {
+    const k = wireKeys[i]!;
+    const len = isShortAscii(k) ? k.length : Buffer.byteLength(k);
+    lens[i] = len;
+    size += bulkSize(len);
+  }
+  const out = Buffer.allocUnsafe(size);
+  out.set(head, 0);
+  let at = head.length;
+  for (let i = 0; i < wireKeys.length; i++) at = putBulk(out, at, wireKeys[i]!, lens[i]!);
+  out.set(rest, at);
+  const cmd = PackedCommand.create(sender, t.script, true, wireKeys, t.packed, t.packed.length, t.tail, out);
+  sender.sendCommand(cmd);
+  return cmd.promise as Promise<Buffer>;
+}
+
+/** True for a string of at most 64 ASCII characters (its UTF-8 length is its length). */
+function isShortAscii(s: string): boolean {
+  if (s.length > 64) return false;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }
 
 /**
