@@ -514,7 +514,10 @@ export class RateLimiter {
   #compactDeadlines(): void {
     const q = this.#deadlines;
     if (this.#deadlineHead === q.length) {
-      q.length = 0;
+      // at concurrency 1 the queue holds one deadline at a time: pop() is a fast path where
+      // setting the length is a runtime call
+      if (q.length === 1) q.pop();
+      else q.length = 0;
       this.#deadlineHead = 0;
     } else if (this.#deadlineHead > 1024) {
       q.splice(0, this.#deadlineHead);

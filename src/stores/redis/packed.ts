@@ -293,30 +293,35 @@ export function evalTemplate(
   const prefix = sender.options?.keyPrefix;
   const wireKeys = prefix ? keys.map((k) => prefix + k) : keys;
   const { head, rest } = t;
+  // Sized as if every key were ASCII, as keys are in practice, and written in the same pass that
+  // checks it; a key that is not sends the call through the general encoder instead.
   let size = head.length + rest.length;
-  // keys are short ASCII in practice; byteLength only when a key is not
-  const lens: number[] = new Array(wireKeys.length);
-  for (let i = 0; i < wireKeys.length; i++) {
-    const k = wireKeys[i]!;
-    const len = isShortAscii(k) ? k.length : Buffer.byteLength(k);
-    lens[i] = len;
-    size += bulkSize(len);
-  }
-  const out = Buffer.allocUnsafe(size);
+  for (let i = 0; i < wireKeys.length; i++) size += bulkSize(wireKeys[i]!.length);
+  let out: Buffer | undefined = Buffer.allocUnsafe(size);
   out.set(head, 0);
   let at = head.length;
-  for (let i = 0; i < wireKeys.length; i++) at = putBulk(out, at, wireKeys[i]!, lens[i]!);
-  out.set(rest, at);
+  keys: for (let i = 0; i < wireKeys.length; i++) {
+    const k = wireKeys[i]!;
+    const len = k.length;
+    at = putBulkHead(out, at, len);
+    for (let j = 0; j < len; j++) {
+      const c = k.charCodeAt(j);
+      if (c > 0x7f) {
+        out = undefined;
+        break keys;
+      }
+      out[at + j] = c;
+    }
+    at += len;
+    out[at] = 13;
+    out[at + 1] = 10;
+    at += 2;
+  }
+  if (out) out.set(rest, at);
+  else out = encode('evalsha', t.script.sha, wireKeys, t.packed, t.packed.length, t.tail);
   const cmd = PackedCommand.create(sender, t.script, true, wireKeys, t.packed, t.packed.length, t.tail, out);
   sender.sendCommand(cmd);
   return cmd.promise as Promise<Buffer>;
-}
-
-/** True for a string of at most 64 ASCII characters (its UTF-8 length is its length). */
-function isShortAscii(s: string): boolean {
-  if (s.length > 64) return false;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
 }
 
 /**
