@@ -8,7 +8,13 @@ import { endianness } from 'node:os';
 import { type Logger, silentLogger } from '../contracts/index.js';
 import { ShoalError } from '../errors.js';
 import type { RedisClient } from '../stores/redis/client.js';
-import { evalPacked, evalTemplate, type PackedTemplate, packedTemplate } from '../stores/redis/packed.js';
+import {
+  evalPacked,
+  type PackedTemplate,
+  packedTemplate,
+  type ReplyHandler,
+  sendTemplate,
+} from '../stores/redis/packed.js';
 import { type LuaScript, loadLuaFile, runScript, scriptFailed } from '../stores/redis/scripts.js';
 import { CircuitBreaker } from './breaker.js';
 import { overrideSchema, RuntimeControl } from './control.js';
@@ -120,7 +126,9 @@ class DeadlineExceeded extends Error {}
 /** The deadline of one script call; `expire` is dropped once the call is settled. */
 interface Deadline {
   due: number;
-  expire: (() => void) | undefined;
+  /** False once the call it guards has settled, or it has expired. */
+  live: boolean;
+  expire(): void;
 }
 
 /** One decision waiting for the current batch. */
@@ -283,11 +291,12 @@ export class RateLimiter {
     const now = performance.now();
     while (this.#deadlineHead < q.length) {
       const d = q[this.#deadlineHead]!;
-      if (d.expire !== undefined && d.due > now) break;
+      if (d.live && d.due > now) break;
       this.#deadlineHead++;
-      const expire = d.expire;
-      d.expire = undefined;
-      expire?.();
+      if (d.live) {
+        d.live = false;
+        d.expire();
+      }
     }
     this.#compactDeadlines();
     const next = q[this.#deadlineHead];
@@ -505,9 +514,9 @@ export class RateLimiter {
 
   /** A call settled: drop its deadline and every settled one at the front. */
   #deadlineDone(d: Deadline): void {
-    d.expire = undefined;
+    d.live = false;
     const q = this.#deadlines;
-    while (this.#deadlineHead < q.length && q[this.#deadlineHead]!.expire === undefined) this.#deadlineHead++;
+    while (this.#deadlineHead < q.length && !q[this.#deadlineHead]!.live) this.#deadlineHead++;
     this.#compactDeadlines();
   }
 
@@ -528,69 +537,94 @@ export class RateLimiter {
   #sendBatch(batch: Pending[]): void {
     const started = performance.now();
     const requests = batch.map((p) => p.entries);
-    // One deadline per call; whichever of answer, failure or deadline comes first settles every
-    // decision in the batch, the others are ignored.
-    let settled = false;
     this.#inFlight++;
     this.#inFlightDecisions += batch.length;
-    const deadline: Deadline = {
-      due: started + this.deadlineMs,
-      expire: () => fail(new DeadlineExceeded()),
-    };
-    /** True for the first outcome only: that one stops the deadline and ends the call. */
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      this.#inFlight--;
-      this.#inFlightDecisions -= batch.length;
-      this.#deadlineDone(deadline);
-      return true;
-    };
-    const fail = (err: unknown) => {
-      if (!settle()) return;
-      const reason = this.#redisFailed(started, err);
-      for (const p of batch) {
-        try {
-          p.resolve(this.#fallback(p.entries, reason));
-        } catch (e) {
-          p.reject(e);
-        }
-      }
-    };
-    let call: PackedCall;
+    const call = new RateLimiter.#Call(this, batch, requests, started, started + this.deadlineMs);
     try {
-      call = this.#send(requests, true, false);
+      call.limits = this.#sendTo(requests, call);
     } catch (err) {
-      fail(err);
+      call.fail(err);
       return;
     }
     // Queued once the request is written, so it never delays the request; the deadline still
     // counts from `started`.
-    this.#queueDeadline(deadline);
-    call.reply.then(
-      (reply) => {
-        if (settled) return;
-        let outcomes: Outcome[];
-        try {
-          outcomes = this.#parse(requests, call.limits, reply, false);
-        } catch (err) {
-          fail(err);
-          return;
-        }
-        if (!settle()) return;
-        this.#redisAnswered(started);
-        for (let j = 0; j < batch.length; j++) {
-          const p = batch[j]!;
-          try {
-            p.resolve(this.#finish(p.entries, outcomes[j]!.verdicts, 'redis'));
-          } catch (e) {
-            p.reject(e);
-          }
-        }
-      },
-      (err: unknown) => fail(scriptFailed(this.#check, err)),
-    );
+    if (!call.settled) this.#queueDeadline(call);
   }
+
+  /**
+   * A script call of #sendBatch in flight: its decisions and its deadline. Whichever of answer,
+   * failure or deadline comes first settles every decision in it; the others are ignored. One
+   * object with methods rather than a set of closures and a promise reaction: at concurrency 1
+   * every decision makes one. Declared in the class body so it reaches the limiter's internals.
+   */
+  static readonly #Call = class BatchCall implements ReplyHandler, Deadline {
+    live = true;
+    settled = false;
+    limits = 0;
+
+    constructor(
+      readonly limiter: RateLimiter,
+      readonly batch: Pending[],
+      readonly requests: Entry[][],
+      readonly started: number,
+      readonly due: number,
+    ) {}
+
+    /** True for the first outcome only: that one stops the deadline and ends the call. */
+    settle(): boolean {
+      if (this.settled) return false;
+      this.settled = true;
+      const l = this.limiter;
+      l.#inFlight--;
+      l.#inFlightDecisions -= this.batch.length;
+      l.#deadlineDone(this);
+      return true;
+    }
+
+    expire(): void {
+      this.fail(new DeadlineExceeded());
+    }
+
+    reply(value: Buffer): void {
+      if (this.settled) return;
+      const l = this.limiter;
+      let outcomes: Outcome[];
+      try {
+        outcomes = l.#parse(this.requests, this.limits, value, false);
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      if (!this.settle()) return;
+      l.#redisAnswered(this.started);
+      const batch = this.batch;
+      for (let j = 0; j < batch.length; j++) {
+        const p = batch[j]!;
+        try {
+          p.resolve(l.#finish(p.entries, outcomes[j]!.verdicts, 'redis'));
+        } catch (e) {
+          p.reject(e);
+        }
+      }
+    }
+
+    error(err: Error): void {
+      this.fail(scriptFailed(this.limiter.#check, err));
+    }
+
+    fail(err: unknown): void {
+      if (!this.settle()) return;
+      const l = this.limiter;
+      const reason = l.#redisFailed(this.started, err);
+      for (const p of this.batch) {
+        try {
+          p.resolve(l.#fallback(p.entries, reason));
+        } catch (e) {
+          p.reject(e);
+        }
+      }
+    }
+  };
 
   #effective(def: LimitDefinition, raw: string): ContextOverride | undefined {
     const snap = this.#control.snapshot;
@@ -695,6 +729,7 @@ export class RateLimiter {
     return new Promise<T>((resolve, reject) => {
       const deadline: Deadline = {
         due: performance.now() + this.deadlineMs,
+        live: true,
         expire: () => reject(new DeadlineExceeded()),
       };
       this.#queueDeadline(deadline);
@@ -734,20 +769,34 @@ export class RateLimiter {
 
   /** Pack `requests` into one check-n call and send it; the reply is parsed by {@link #parse}. */
   #send(requests: Entry[][], charge: boolean, stamps: boolean): PackedCall {
-    if (requests.length === 1 && charge && !stamps) {
-      const entries = requests[0]!;
-      const t = this.#loneTemplate(entries);
-      if (t) {
-        const keys: string[] = new Array(entries.length);
-        for (let i = 0; i < entries.length; i++) keys[i] = entries[i]!.key;
-        return { reply: evalTemplate(this.#redis, t, keys), limits: entries.length };
-      }
-    }
     const p = this.#pack(requests, charge, stamps);
     return {
       reply: evalPacked(this.#redis, this.#check, p.keys, this.#packBuf, p.ttls, p.size),
       limits: p.limits,
     };
+  }
+
+  /**
+   * Send `requests` in one charging check-n call whose outcome goes to `handler`; returns how
+   * many limits it decides. A lone decision goes from its template (see #loneTemplate).
+   */
+  #sendTo(requests: Entry[][], handler: ReplyHandler): number {
+    if (requests.length === 1) {
+      const entries = requests[0]!;
+      const t = this.#loneTemplate(entries);
+      if (t) {
+        const keys: string[] = new Array(entries.length);
+        for (let i = 0; i < entries.length; i++) keys[i] = entries[i]!.key;
+        sendTemplate(this.#redis, t, keys, handler);
+        return entries.length;
+      }
+    }
+    const call = this.#send(requests, true, false);
+    call.reply.then(
+      (v) => handler.reply(v),
+      (e: Error) => handler.error(e),
+    );
+    return call.limits;
   }
 
   /**

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { evalPacked, evalTemplate, packedTemplate } from '../../src/stores/redis/packed.js';
+import { evalPacked, evalTemplate, packedTemplate, sendTemplate } from '../../src/stores/redis/packed.js';
 import { luaScript } from '../../src/stores/redis/scripts.js';
 import { REDIS_URL, testPrefix } from '../helpers/stores.js';
 
@@ -152,4 +152,51 @@ test('a packed template sends what evalPacked sends, for any keys, across NOSCRI
   const prefixed = client(`${prefix}pre:`);
   const reply = await evalTemplate(prefixed, t, ['{k}a', '{k}b']);
   assert.equal(reply.subarray(0, reply.indexOf('|')).toString(), `${prefix}pre:{k}a,${prefix}pre:{k}b`);
+});
+
+test('sendTemplate tells its handler the reply or the error once, across NOSCRIPT, with no unhandled rejection', async () => {
+  const redis = client();
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const outcome = (t: ReturnType<typeof packedTemplate>, keys: string[]) =>
+      new Promise<{ reply?: Buffer; error?: Error; calls: number }>((resolve) => {
+        const seen = { calls: 0 } as { reply?: Buffer; error?: Error; calls: number };
+        sendTemplate(redis, t, keys, {
+          reply(v) {
+            seen.calls++;
+            seen.reply = v;
+            // a second outcome would be counted before this settles
+            setTimeout(() => resolve(seen), 20);
+          },
+          error(e) {
+            seen.calls++;
+            seen.error = e;
+            setTimeout(() => resolve(seen), 20);
+          },
+        });
+      });
+    // unknown to Redis: the first call meets NOSCRIPT and is answered through EVAL
+    const script = echo();
+    const t = packedTemplate(script, 1, Uint8Array.from([7, 13, 10]), 3, ['x']);
+    for (let round = 0; round < 2; round++) {
+      const got = await outcome(t, [`${prefix}{k}h`]);
+      assert.equal(got.calls, 1);
+      assert.deepEqual(got.reply, Buffer.from(`${prefix}{k}h|1|\x07\r\n|x`, 'latin1'));
+    }
+    // a Lua error, first through NOSCRIPT and then by SHA
+    const bad = luaScript('bad-template', `-- ${randomBytes(8).toString('hex')}\nreturn redis.call('NOPE')`);
+    const tb = packedTemplate(bad, 0, new Uint8Array(0), 0, []);
+    for (let round = 0; round < 2; round++) {
+      const got = await outcome(tb, []);
+      assert.equal(got.calls, 1);
+      assert.equal(got.reply, undefined);
+      assert.match(String(got.error?.message), /Unknown Redis command|NOPE/i);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
 });
