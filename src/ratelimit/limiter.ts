@@ -37,6 +37,7 @@ import type {
 
 const ALG_CODE: Record<Algorithm, number> = { 'sliding-window': 1, gcra: 2, 'fixed-window': 3 };
 const ALGORITHMS = Object.keys(ALG_CODE) as Algorithm[];
+const GCRA_CODE = ALG_CODE.gcra;
 const LITTLE_ENDIAN = endianness() === 'LE';
 const POLICIES: FailurePolicy[] = ['open', 'closed', 'local'];
 
@@ -63,7 +64,7 @@ interface LimitConfig {
   mode: LimitMode;
   /** `<BdddB`: alg, limit, window_ms, burst, shadow (see check-n.lua). */
   bytes: Uint8Array;
-  /** State-key TTL in ms, as the text SET ... PX takes. */
+  /** State-key TTL in ms, as the text SET ... PX takes (sent with GCRA configs only; check-n works out a counter's from its window). */
   ttl: string;
 }
 
@@ -123,7 +124,7 @@ export interface KeyState {
 
 class DeadlineExceeded extends Error {}
 
-/** The deadline of one script call; `expire` is dropped once the call is settled. */
+/** The deadline of one script call: expired once, unless the call settles first. */
 interface Deadline {
   due: number;
   /** False once the call it guards has settled, or it has expired. */
@@ -865,7 +866,8 @@ export class RateLimiter {
         let ci = lone ? 0 : confMap ? (confMap.get(e.conf) ?? 0) : confs.indexOf(e.conf) + 1;
         if (ci === 0) {
           ci = confs.push(e.conf);
-          ttls.push(e.conf.ttl);
+          // only GCRA states take their TTL from the call (see check-n.lua)
+          if (e.conf.bytes[0] === GCRA_CODE) ttls.push(e.conf.ttl);
           confMap?.set(e.conf, ci);
         }
         let ki = lone ? 0 : keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;

@@ -327,6 +327,38 @@ test('state keys always expire: the first write of a (sub-)window sets the TTL, 
   for (const name of ['s', 'f', 'g']) assert.ok((await admin.pttl(key(name))) > 0, `${name} still expires`);
 });
 
+test('each state key gets its own TTL, from the call for GCRA and from the window for counters, lone or batched', async () => {
+  // Two GCRA limits with different TTLs, after a counter in config order: a mixed-up TTL
+  // argument would show as the other limit's TTL.
+  const l = make({
+    limits: {
+      s: { limit: '1000/4s', algorithm: 'sliding-window' },
+      g1: { limit: '1000/2s', algorithm: 'gcra' },
+      f: { limit: '1000/3s', algorithm: 'fixed-window' },
+      g2: { limit: '10/1s', algorithm: 'gcra' },
+    },
+  });
+  const run = `${Date.now()}`;
+  const lone = `lone-${run}`;
+  assert.equal((await l.check({ s: lone, g1: lone, f: lone, g2: lone })).allowed, true);
+  // Again, now that the counters exist: the script's short path for a lone decision writes these.
+  assert.equal((await l.check({ s: lone, g1: lone, f: lone, g2: lone })).allowed, true);
+  // Decisions started in one turn share a call: the script's general loop writes these.
+  const batched = Array.from({ length: 5 }, (_, i) => `batch-${run}-${i}`);
+  const ds = await Promise.all(batched.map((x) => l.check({ f: x, g2: x, s: x, g1: x })));
+  for (const d of ds) assert.equal(d.allowed, true);
+  for (const subject of [lone, ...batched]) {
+    const ttl = async (name: string) => admin.pttl(l.keys.state(name, subject));
+    const [s, g1, f, g2] = await Promise.all([ttl('s'), ttl('g1'), ttl('f'), ttl('g2')]);
+    // sliding: window + one sub-window = 4 400 ms; fixed: its window, 3 000 ms (less the time
+    // since the window began); GCRA: burst x interval + 1 ms = 2 001 and 1 001 ms
+    assert.ok(s > 4000 && s <= 4400, `${subject} sliding TTL ${s}`);
+    assert.ok(f > 0 && f <= 3000, `${subject} fixed TTL ${f}`);
+    assert.ok(g1 > 1800 && g1 <= 2001, `${subject} first GCRA TTL ${g1}`);
+    assert.ok(g2 > 800 && g2 <= 1001, `${subject} second GCRA TTL ${g2}`);
+  }
+});
+
 /** How many script calls the limiter made that Redis answered, from its latency histogram. */
 async function redisCalls(registry: Registry): Promise<number> {
   const metrics = await registry.metrics();
