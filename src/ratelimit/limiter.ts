@@ -91,6 +91,28 @@ function cacheKeyOf(e: Entry): string {
   return `${e.def.name}:${e.subject}`;
 }
 
+/** One limit's part of a decision; `retryMs` < 0 means this cost never fits (a window then). */
+function limitResult(
+  e: Entry,
+  ok: boolean,
+  remaining: number,
+  resetMs: number,
+  retryMs: number,
+): LimitResult {
+  return {
+    name: e.def.name,
+    subject: e.subject,
+    algorithm: e.def.algorithm,
+    requests: e.conf.requests,
+    windowMs: e.conf.windowMs,
+    mode: e.conf.mode,
+    allowed: ok,
+    remaining,
+    resetMs,
+    retryAfterMs: ok ? 0 : retryMs < 0 ? e.conf.windowMs : retryMs,
+  };
+}
+
 /** Raw per-limit script output. */
 interface Verdict {
   ok: boolean;
@@ -589,9 +611,9 @@ export class RateLimiter {
     reply(value: Buffer): void {
       if (this.settled) return;
       const l = this.limiter;
-      let outcomes: Outcome[];
+      let d: Float64Array;
       try {
-        outcomes = l.#parse(this.requests, this.limits, value, false);
+        d = l.#load(this.requests, this.limits, value, false);
       } catch (err) {
         this.fail(err);
         return;
@@ -599,10 +621,15 @@ export class RateLimiter {
       if (!this.settle()) return;
       l.#redisAnswered(this.started);
       const batch = this.batch;
+      // each request's values follow its allowed flag and rejecting index
+      let b = 1;
       for (let j = 0; j < batch.length; j++) {
         const p = batch[j]!;
+        const start = b + 2;
+        b = start;
+        for (let i = 0; i < p.entries.length; i++) b += d[b]! >= 0 ? 2 : 4;
         try {
-          p.resolve(l.#finish(p.entries, outcomes[j]!.verdicts, 'redis'));
+          p.resolve(l.#finishReply(p.entries, d, start));
         } catch (e) {
           p.reject(e);
         }
@@ -927,24 +954,9 @@ export class RateLimiter {
   }
 
   #parse(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Outcome[] {
-    // An admitted limit carries 2 values and a rejected one 4, each one more with stamps (see
-    // check-n.lua), so the reply holds between these two counts; the walk below checks that it
-    // ends exactly at the last value.
+    const d = this.#load(requests, limits, raw, stamps);
     const len = raw.length / 8;
     const per = stamps ? 1 : 0;
-    const fixed = 1 + 2 * requests.length;
-    if (!Number.isInteger(len) || len < fixed + (2 + per) * limits || len > fixed + (4 + per) * limits) {
-      throw this.#badReply();
-    }
-    // One copy into an aligned scratch array beats a readDoubleLE per value (the reply slice is
-    // rarely 8-byte aligned); the script packs little-endian, so big-endian hosts read bytewise.
-    if (this.#scratch.length < len) {
-      this.#scratch = new Float64Array(len);
-      this.#scratchBytes = new Uint8Array(this.#scratch.buffer);
-    }
-    const d = this.#scratch;
-    if (LITTLE_ENDIAN) this.#scratchBytes.set(raw);
-    else for (let k = 0; k < len; k++) d[k] = raw.readDoubleLE(8 * k);
     const at = d[0]!;
     const out: Outcome[] = new Array(requests.length);
     let b = 1;
@@ -978,12 +990,48 @@ export class RateLimiter {
           };
           b += 4 + per;
         }
-        if (b > len) throw this.#badReply();
       }
       out[r] = { allowed, verdicts };
     }
     if (b !== len) throw this.#badReply();
     return out;
+  }
+
+  /**
+   * Check a check-n reply's shape and copy its values into the scratch array, which the caller
+   * reads before anything else can reuse it. Every value is a little-endian double; see the
+   * script for the layout.
+   */
+  #load(requests: Entry[][], limits: number, raw: Buffer, stamps: boolean): Float64Array {
+    // An admitted limit carries 2 values and a rejected one 4, each one more with stamps (see
+    // check-n.lua), so the reply holds between these two counts; the walk below checks that it
+    // ends exactly at the last value.
+    const len = raw.length / 8;
+    const per = stamps ? 1 : 0;
+    const fixed = 1 + 2 * requests.length;
+    if (!Number.isInteger(len) || len < fixed + (2 + per) * limits || len > fixed + (4 + per) * limits) {
+      throw this.#badReply();
+    }
+    // One copy into an aligned scratch array beats a readDoubleLE per value (the reply slice is
+    // rarely 8-byte aligned); the script packs little-endian, so big-endian hosts read bytewise.
+    if (this.#scratch.length < len) {
+      this.#scratch = new Float64Array(len);
+      this.#scratchBytes = new Uint8Array(this.#scratch.buffer);
+    }
+    const d = this.#scratch;
+    if (LITTLE_ENDIAN) this.#scratchBytes.set(raw);
+    else for (let k = 0; k < len; k++) d[k] = raw.readDoubleLE(8 * k);
+    let b = 1;
+    for (let r = 0; r < requests.length; r++) {
+      const n = requests[r]!.length;
+      b += 2;
+      for (let i = 0; i < n; i++) {
+        b += (d[b]! >= 0 ? 2 : 4) + per;
+        if (b > len) throw this.#badReply();
+      }
+    }
+    if (b !== len) throw this.#badReply();
+    return d;
   }
 
   #badReply(): ShoalError {
@@ -1045,29 +1093,18 @@ export class RateLimiter {
   }
 
   #result(e: Entry, v: Verdict): LimitResult {
-    return {
-      name: e.def.name,
-      subject: e.subject,
-      algorithm: e.def.algorithm,
-      requests: e.conf.requests,
-      windowMs: e.conf.windowMs,
-      mode: e.conf.mode,
-      allowed: v.ok,
-      remaining: v.remaining,
-      resetMs: v.resetMs,
-      retryAfterMs: v.ok ? 0 : v.retryMs < 0 ? e.conf.windowMs : v.retryMs,
-    };
+    return limitResult(e, v.ok, v.remaining, v.resetMs, v.retryMs);
   }
 
   #finish(entries: Entry[], verdicts: Verdict[], source: 'redis' | 'fallback'): Decision {
-    const limits: LimitResult[] = [];
+    const limits: LimitResult[] = new Array(entries.length);
     let rejectedBy: string | undefined;
     let retryAfterMs = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       const v = verdicts[i]!;
       const r = this.#result(e, v);
-      limits.push(r);
+      limits[i] = r;
       if (!v.ok && e.conf.mode === 'enforce') {
         if (rejectedBy === undefined) rejectedBy = e.def.name;
         retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
@@ -1076,6 +1113,46 @@ export class RateLimiter {
         }
       }
     }
+    return this.#conclude(limits, rejectedBy, retryAfterMs, source, verdicts[0]?.at);
+  }
+
+  /**
+   * {@link #finish} for one request of a batch reply, read straight from the reply's values (see
+   * {@link #load}) from index `b`, with no verdict objects in between.
+   */
+  #finishReply(entries: Entry[], d: Float64Array, b: number): Decision {
+    const limits: LimitResult[] = new Array(entries.length);
+    let rejectedBy: string | undefined;
+    let retryAfterMs = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const first = d[b]!;
+      if (first >= 0) {
+        limits[i] = limitResult(e, true, first, d[b + 1]!, 0);
+        b += 2;
+      } else {
+        const r = limitResult(e, false, -1 - first, d[b + 1]!, d[b + 2]!);
+        limits[i] = r;
+        const retry1Ms = d[b + 3]!;
+        b += 4;
+        if (e.conf.mode === 'enforce') {
+          if (rejectedBy === undefined) rejectedBy = e.def.name;
+          retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
+          if (retry1Ms > 0) this.#blockCache.set(cacheKeyOf(e), this.#clock() + retry1Ms);
+        }
+      }
+    }
+    return this.#conclude(limits, rejectedBy, retryAfterMs, 'redis', d[0]);
+  }
+
+  /** Count and audit a decision's limits, and make the decision. */
+  #conclude(
+    limits: LimitResult[],
+    rejectedBy: string | undefined,
+    retryAfterMs: number,
+    source: 'redis' | 'fallback',
+    at: number | undefined,
+  ): Decision {
     const allowed = rejectedBy === undefined;
     for (const r of limits) {
       const outcome = r.allowed ? 'allowed' : r.mode === 'shadow' ? 'shadow_rejected' : 'rejected';
@@ -1098,7 +1175,7 @@ export class RateLimiter {
       retryAfterMs: allowed ? 0 : retryAfterMs,
       source,
       limits,
-      at: verdicts[0]?.at,
+      at,
     };
   }
 
