@@ -9,6 +9,8 @@ export interface LoadResult {
   /** Responses per second over the run. */
   rps: number;
   total: number;
+  /** Responses received in all: `total` plus the request each connection finished after the run. */
+  answered: number;
   /** Non-2xx responses, malformed responses and socket errors. */
   errors: number;
   p50_ms: number;
@@ -111,6 +113,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   return {
     rps: counted / elapsed,
     total: counted,
+    answered: total,
     errors,
     p50_ms: Math.round(pct(0.5) * 1000) / 1000,
     p99_ms: Math.round(pct(0.99) * 1000) / 1000,

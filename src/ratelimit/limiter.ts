@@ -832,8 +832,10 @@ export class RateLimiter {
    * depend only on which limit configs it uses, in order, so they are encoded once per such
    * sequence and reused: at concurrency 1 nearly every decision is lone, and packing its configs
    * and encoding its arguments anew cost more of its JavaScript time than any other step. At most
-   * {@link MAX_LONE_SHAPES} sequences are kept (runtime overrides make new configs); a lookup
-   * compares config identities only. Undefined when some cost is not 1.
+   * {@link MAX_LONE_SHAPES} sequences are kept, until the next runtime change: per-identity
+   * overrides make a config each, and beyond the cap a new sequence is packed as usual rather
+   * than evicting one (a churning cache would cost more than no cache). A lookup compares config
+   * identities only. Undefined when some cost is not 1 or the sequence is not kept.
    */
   #loneTemplate(entries: Entry[]): PackedTemplate | undefined {
     for (let i = 0; i < entries.length; i++) if (entries[i]!.cost !== 1) return undefined;
@@ -847,13 +849,9 @@ export class RateLimiter {
         return shape.template;
       }
     }
+    if (this.#loneShapeCount >= MAX_LONE_SHAPES) return undefined;
     const p = this.#pack([entries], true, false);
     const template = packedTemplate(this.#check, p.keys.length, this.#packBuf, p.size, p.ttls);
-    if (this.#loneShapeCount >= MAX_LONE_SHAPES) {
-      this.#loneShapes.clear();
-      this.#loneShapeCount = 0;
-      shapes = undefined;
-    }
     if (!shapes) {
       shapes = [];
       this.#loneShapes.set(first, shapes);

@@ -241,6 +241,32 @@ test('lone decisions over changing sets of limits, costs and runtime overrides c
   assert.equal(c.limits[0]!.remaining, 50 - charged['c:x']! - 1);
 });
 
+test('more distinct limit configs than the limiter keeps call bytes for are still decided exactly', async () => {
+  // Each per-identity override is a config of its own; past the cap of kept sequences (64), a
+  // lone decision is packed as usual.
+  const l = make({
+    limits: { ip: '1000/min', user: { limit: '1000/min', identity: true } },
+    blockCacheSize: 0,
+  });
+  await l.start();
+  const users = Array.from({ length: 80 }, (_, i) => `u${i}-${Date.now()}`);
+  for (let i = 0; i < users.length; i++) {
+    await l.setIdentity(users[i]!, { requests_per_minute: 100 + i, enabled: true, mode: 'enforce' });
+  }
+  await l.refresh();
+  for (let round = 1; round <= 2; round++) {
+    for (let i = 0; i < users.length; i++) {
+      const d = await l.check({ ip: 'shared', user: users[i]! });
+      assert.equal(d.allowed, true);
+      const user = d.limits.find((r) => r.name === 'user')!;
+      assert.equal(user.requests, 100 + i);
+      assert.equal(user.remaining, 100 + i - round, `user ${i}, round ${round}`);
+    }
+  }
+  const ip = await l.check({ ip: 'shared' });
+  assert.equal(ip.limits[0]!.remaining, 1000 - 2 * users.length - 1);
+});
+
 test('long subjects are hashed, never stored raw', async () => {
   const l = make({ limits: { id: '5/min' } });
   const token = 'secret-token-'.repeat(20);
