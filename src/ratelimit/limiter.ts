@@ -1096,22 +1096,15 @@ export class RateLimiter {
 
   #finish(entries: Entry[], verdicts: Verdict[], source: 'redis' | 'fallback'): Decision {
     const limits: LimitResult[] = new Array(entries.length);
-    let rejectedBy: string | undefined;
-    let retryAfterMs = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       const v = verdicts[i]!;
-      const r = this.#result(e, v);
-      limits[i] = r;
-      if (!v.ok && e.conf.mode === 'enforce') {
-        if (rejectedBy === undefined) rejectedBy = e.def.name;
-        retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
-        if (source === 'redis' && v.retry1Ms > 0) {
-          this.#blockCache.set(cacheKeyOf(e), this.#clock() + v.retry1Ms);
-        }
+      limits[i] = this.#result(e, v);
+      if (source === 'redis' && !v.ok && e.conf.mode === 'enforce' && v.retry1Ms > 0) {
+        this.#blockCache.set(cacheKeyOf(e), this.#clock() + v.retry1Ms);
       }
     }
-    return this.#conclude(limits, rejectedBy, retryAfterMs, source, verdicts[0]?.at);
+    return this.#conclude(limits, source, verdicts[0]?.at);
   }
 
   /**
@@ -1120,8 +1113,6 @@ export class RateLimiter {
    */
   #finishReply(entries: Entry[], d: Float64Array, b: number): Decision {
     const limits: LimitResult[] = new Array(entries.length);
-    let rejectedBy: string | undefined;
-    let retryAfterMs = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       const first = d[b]!;
@@ -1129,28 +1120,29 @@ export class RateLimiter {
         limits[i] = limitResult(e, true, first, d[b + 1]!, 0);
         b += 2;
       } else {
-        const r = limitResult(e, false, -1 - first, d[b + 1]!, d[b + 2]!);
-        limits[i] = r;
+        limits[i] = limitResult(e, false, -1 - first, d[b + 1]!, d[b + 2]!);
         const retry1Ms = d[b + 3]!;
         b += 4;
-        if (e.conf.mode === 'enforce') {
-          if (rejectedBy === undefined) rejectedBy = e.def.name;
-          retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
-          if (retry1Ms > 0) this.#blockCache.set(cacheKeyOf(e), this.#clock() + retry1Ms);
+        if (e.conf.mode === 'enforce' && retry1Ms > 0) {
+          this.#blockCache.set(cacheKeyOf(e), this.#clock() + retry1Ms);
         }
       }
     }
-    return this.#conclude(limits, rejectedBy, retryAfterMs, 'redis', d[0]);
+    return this.#conclude(limits, 'redis', d[0]);
   }
 
-  /** Count and audit a decision's limits, and make the decision. */
-  #conclude(
-    limits: LimitResult[],
-    rejectedBy: string | undefined,
-    retryAfterMs: number,
-    source: 'redis' | 'fallback',
-    at: number | undefined,
-  ): Decision {
+  /**
+   * Count and audit a decision's limits, and make the decision: rejected by the first enforcing
+   * limit that rejected, retried after the longest wait among those.
+   */
+  #conclude(limits: LimitResult[], source: 'redis' | 'fallback', at: number | undefined): Decision {
+    let rejectedBy: string | undefined;
+    let retryAfterMs = 0;
+    for (const r of limits) {
+      if (r.allowed || r.mode !== 'enforce') continue;
+      rejectedBy ??= r.name;
+      retryAfterMs = Math.max(retryAfterMs, r.retryAfterMs);
+    }
     const allowed = rejectedBy === undefined;
     for (const r of limits) {
       const outcome = r.allowed ? 'allowed' : r.mode === 'shadow' ? 'shadow_rejected' : 'rejected';
