@@ -172,15 +172,9 @@ local function decide(alg, L, W, burst, c, raw, extra)
     elseif raw and #raw == 52 then
       sj, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = sunpack(SLIDING52, raw)
     end
-    -- additions are written in place, so only into a state of the current layout
-    if sj == j and sum then
-      -- common case: the newest sub-window is still current, no shifting
-      local est = a0 * (1 - frac) + sum + extra
-      if est + c <= L then
-        return 1, max(0, floor(L - est - c)), (B + 1 - frac) * S, 0, 0, j, c
-      end
-      -- rejected: the general path below (with no shift) computes the waits
-    end
+    -- An admission inside the newest sub-window of a state in the current layout (an addition
+    -- written in place) is decided by the caller, with this very test, before it calls here; what
+    -- reaches this point is a rejection, a moved window or an earlier layout.
     if not sub_retry then
       -- offset (us) from now until est + c <= L, walking sub-window boundaries forward; -1 if never
       sub_retry = function(counts, L, S, frac, c)
@@ -329,8 +323,13 @@ for _ = 1, m do
     if cf[b - 4] == 1 and raw and #raw == 56 then
       local sj, a0, sum = sunpack('<dI4I4', raw)
       if sj == cf[b + 1] then
-        local r = cf[b - 3] - (a0 * cf[b + 2] + sum + (added[ki] or 0)) - c
-        if r >= 0 then ok, remaining, reset, stamp, add = 1, r - r % 1, cf[b + 3], sj, c end
+        local L = cf[b - 3]
+        local est = a0 * cf[b + 2] + sum + (added[ki] or 0)
+        if est + c <= L then
+          local r = L - est - c
+          if r < 0 then r = 0 end
+          ok, remaining, reset, stamp, add = 1, r - r % 1, cf[b + 3], sj, c
+        end
       end
     end
     if not ok then
