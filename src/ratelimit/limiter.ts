@@ -37,7 +37,6 @@ import type {
 
 const ALG_CODE: Record<Algorithm, number> = { 'sliding-window': 1, gcra: 2, 'fixed-window': 3 };
 const ALGORITHMS = Object.keys(ALG_CODE) as Algorithm[];
-const GCRA_CODE = ALG_CODE.gcra;
 const LITTLE_ENDIAN = endianness() === 'LE';
 const POLICIES: FailurePolicy[] = ['open', 'closed', 'local'];
 
@@ -64,8 +63,11 @@ interface LimitConfig {
   mode: LimitMode;
   /** `<BdddB`: alg, limit, window_ms, burst, shadow (see check-n.lua). */
   bytes: Uint8Array;
-  /** State-key TTL in ms, as the text SET ... PX takes (sent with GCRA configs only; check-n works out a counter's from its window). */
-  ttl: string;
+  /**
+   * GCRA only: the state-key TTL in ms, as the text SET ... PX takes, sent with the call. A
+   * counter's TTL is worked out by check-n from its window (it is needed only when the window moves).
+   */
+  ttl: string | undefined;
 }
 
 function putU16(out: Uint8Array, at: number, v: number): void {
@@ -186,14 +188,12 @@ const MAX_BATCH_LIMITS = 512;
 const MAX_LONE_SHAPES = 64;
 
 /**
- * How long a state key must outlive its last write. Static per limit, so the script never turns
- * numbers into text (slow inside Redis): a GCRA key is useless once its TAT has passed, which is
- * at most burst * interval after an admitted write; a sliding key holds W plus one sub-window.
+ * How long a GCRA state key must outlive its last write: it is useless once its TAT has passed,
+ * which is at most burst * interval after an admitted write. Static per limit and sent as text,
+ * because GCRA sets its state on every admission and Redis would format a number each time.
  */
-function stateTtlMs(algorithm: Algorithm, requests: number, windowMs: number, burst: number): number {
-  if (algorithm === 'gcra') return Math.ceil((burst * windowMs) / requests) + 1;
-  if (algorithm === 'fixed-window') return windowMs;
-  return windowMs + Math.ceil(windowMs / 10);
+function gcraTtlMs(requests: number, windowMs: number, burst: number): number {
+  return Math.ceil((burst * windowMs) / requests) + 1;
 }
 
 function limitConfig(
@@ -215,7 +215,7 @@ function limitConfig(
     burst,
     mode,
     bytes: b,
-    ttl: String(stateTtlMs(algorithm, requests, windowMs, burst)),
+    ttl: algorithm === 'gcra' ? String(gcraTtlMs(requests, windowMs, burst)) : undefined,
   };
 }
 
@@ -892,7 +892,7 @@ export class RateLimiter {
         if (ci === 0) {
           ci = confs.push(e.conf);
           // only GCRA states take their TTL from the call (see check-n.lua)
-          if (e.conf.bytes[0] === GCRA_CODE) ttls.push(e.conf.ttl);
+          if (e.conf.ttl !== undefined) ttls.push(e.conf.ttl);
           confMap?.set(e.conf, ci);
         }
         let ki = lone ? 0 : keyMap ? (keyMap.get(e.key) ?? 0) : keys.indexOf(e.key) + 1;
