@@ -69,8 +69,9 @@ if m == 1 then
   if (flags == 5 or flags == 1) and n == #keys and n == nc then
     p = p + 2
     -- the reply's values at 1 .. 3 + 2n, then per key the bytes to write and where: a byte offset
-    -- for SETRANGE, or -(ARGV index of the TTL) for a GCRA state's SET ... PX (one table, presized
-    -- for three limits). Each value read from a packed string costs Redis about as much as a
+    -- for SETRANGE, as text (redis.call formats a number argument with sprintf, which showed in
+    -- Redis's profile), or -(ARGV index of the TTL) for a GCRA state's SET ... PX (one table,
+    -- presized for three limits). Each value read from a packed string costs Redis about as much as a
     -- dozen Lua operations, so this path reads only the fields it uses.
     local out = { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
     local o = 3
@@ -97,7 +98,7 @@ if m == 1 then
         if sj ~= j then break end
         r = L - (a0 * (1 - frac) + sum) - c
         reset = (B + 1 - frac) * S
-        bytes, at = pack('<I4I4', sum + c, newest + c), 12
+        bytes, at = pack('<I4I4', sum + c, newest + c), '12'
       elseif alg == 3 and len == 12 then
         local W = Wms * 1000
         local w = now / W
@@ -106,7 +107,7 @@ if m == 1 then
         if sw ~= w then break end
         r = L - sc - c
         reset = W - (now - w * W)
-        bytes, at = pack('<I4', sc + c), 8
+        bytes, at = pack('<I4', sc + c), '8'
       elseif alg == 2 and (len == 8 or len == 0) then
         local burst = sunpack('<d', cfg, 26 * i - 4)
         local T = Wms * 1000 / L
@@ -132,7 +133,7 @@ if m == 1 then
     if i > n then
       for k = 1, n do
         local at = out[nv + n + k]
-        if at > 0 then
+        if at == '12' or at == '8' then
           call('SETRANGE', keys[k], at, out[nv + k])
         else
           call('SET', keys[k], out[nv + k], 'PX', ARGV[-at])
@@ -384,13 +385,14 @@ for k = 1, #keys do
     -- what the additions change, in place (GCRA states never take additions): a sliding window's
     -- sum of the newer counts and newest count (bytes 12-19, 0-based), a fixed window's count
     -- (bytes 8-11)
-    local at, bytes = 0, nil
+    -- (the offset also as text, for SETRANGE: see the short path)
+    local at, atText, bytes = 0, nil, nil
     if add then
       if cf[8 * (ci < 0 and -ci or ci) - 7] == 1 then
         local sum, newest = sunpack('<I4I4', v, 13)
-        at, bytes = 12, pack('<I4I4', sum + add, newest + add)
+        at, atText, bytes = 12, '12', pack('<I4I4', sum + add, newest + add)
       else
-        at, bytes = 8, pack('<I4', sunpack('<I4', v, 9) + add)
+        at, atText, bytes = 8, '8', pack('<I4', sunpack('<I4', v, 9) + add)
       end
     end
     if ci < 0 then
@@ -404,7 +406,7 @@ for k = 1, #keys do
       end
       call('SET', keys[k], v, 'PX', ttl)
     else
-      call('SETRANGE', keys[k], at, bytes)
+      call('SETRANGE', keys[k], atText, bytes)
     end
   end
 end
