@@ -5,6 +5,9 @@
 //   observed    what serve() builds by default: createObservedServer (observeAt: 'server')
 //   middleware  the observe() middleware mounted with app.use (observeAt: 'middleware')
 //   bare        the app alone
+//   echo        the app alone, with only the X-Request-Id each observed response must carry (minted
+//               per request, added in writeHead as createObservedServer does): the share of the
+//               cost that the echoed header sets by itself, with no logging and no metrics
 //
 // Each server runs in its own child process; this process only generates load (bench/load.ts, a
 // lean keep-alive client, so the server and not the client sets the pace on a 2-core machine).
@@ -21,7 +24,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -30,7 +33,7 @@ import { median } from './common.js';
 import { runLoad } from './load.js';
 import { shipped } from './shipped.js';
 
-const VARIANTS = ['bare', 'observed', 'middleware'] as const;
+const VARIANTS = ['bare', 'echo', 'observed', 'middleware'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 async function serveVariant(variant: Variant): Promise<void> {
@@ -41,6 +44,42 @@ async function serveVariant(variant: Variant): Promise<void> {
   if (variant === 'bare') {
     app.get('/', (c) => c.text('Hello, world!'));
     server = createServer(getRequestListener(app.fetch));
+  } else if (variant === 'echo') {
+    const { createRequestIdMinter } =
+      await shipped<typeof import('../src/observe/request-id.js')>('observe/request-id.js');
+    const mint = createRequestIdMinter();
+    const nodeWriteHead = ServerResponse.prototype.writeHead as (
+      this: ServerResponse,
+      status: number,
+      headers?: unknown,
+    ) => ServerResponse;
+    // Built as createObservedServer builds its response type (a plain constructor assigning its
+    // own field; see the note there), so the two differ only in what the observer adds.
+    type Echo = ServerResponse & { requestId: string };
+    const nodeResponse = ServerResponse as unknown as (
+      this: ServerResponse,
+      req: unknown,
+      o?: unknown,
+    ) => void;
+    function EchoResponse(this: Echo, req: unknown, options?: unknown): void {
+      nodeResponse.call(this, req, options);
+      this.requestId = mint();
+    }
+    Object.setPrototypeOf(EchoResponse, ServerResponse);
+    const proto = Object.create(ServerResponse.prototype) as Echo;
+    EchoResponse.prototype = proto;
+    // The app's responses hand writeHead a header record; the id goes in front of a copy of it.
+    proto.writeHead = function writeHead(this: Echo, status: number, given?: unknown) {
+      const out: Record<string, unknown> = { 'X-Request-Id': this.requestId };
+      const own = given as Record<string, unknown> | undefined;
+      for (const key in own) out[key] = own[key];
+      return nodeWriteHead.call(this, status, out);
+    } as Echo['writeHead'];
+    app.get('/', (c) => c.text('Hello, world!'));
+    server = createServer(
+      { ServerResponse: EchoResponse as unknown as typeof ServerResponse },
+      getRequestListener(app.fetch),
+    );
   } else {
     const { createLogDestination, createLogger } =
       await shipped<typeof import('../src/observe/log.js')>('observe/log.js');
@@ -81,7 +120,7 @@ async function serveVariant(variant: Variant): Promise<void> {
     // Server CPU per request is reported next to requests/s: it shows where the time went.
     if (m === 'cpu') {
       const u = process.cpuUsage();
-      process.send?.({ cpuUs: u.user + u.system });
+      process.send?.({ user: u.user, system: u.system });
     }
   });
 }
@@ -109,10 +148,10 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-async function serverCpuUs(child: ChildProcess): Promise<number> {
-  const reply = once(child, 'message') as Promise<[{ cpuUs: number }]>;
+async function serverCpuUs(child: ChildProcess): Promise<{ user: number; system: number }> {
+  const reply = once(child, 'message') as Promise<[{ user: number; system: number }]>;
   child.send('cpu');
-  return (await reply)[0].cpuUs;
+  return (await reply)[0];
 }
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
@@ -126,9 +165,13 @@ async function main(): Promise<void> {
   // A caller-given path is only appended to (it may be /dev/null or a file worth keeping).
   if (!process.env.BENCH_LOG_FILE) rmSync(file, { force: true });
   let loggedRequests = 0;
-  const rps: Record<Variant, number[]> = { bare: [], observed: [], middleware: [] };
-  const cpu: Record<Variant, number[]> = { bare: [], observed: [], middleware: [] };
-  const ratios: Record<'observed' | 'middleware', number[]> = { observed: [], middleware: [] };
+  const rps: Record<Variant, number[]> = { bare: [], echo: [], observed: [], middleware: [] };
+  const cpu: Record<Variant, number[]> = { bare: [], echo: [], observed: [], middleware: [] };
+  const ratios: Record<'echo' | 'observed' | 'middleware', number[]> = {
+    echo: [],
+    observed: [],
+    middleware: [],
+  };
   let errors = 0;
 
   for (let round = 1; round <= rounds; round++) {
@@ -141,7 +184,7 @@ async function main(): Promise<void> {
       // Warm-up: JIT, connection setup. These requests are logged too (counted for the file check).
       for (const v of VARIANTS) {
         const w = await runLoad({ port: byVariant[v].port, connections, seconds: 1 });
-        if (v !== 'bare') loggedRequests += w.answered;
+        if (v === 'observed' || v === 'middleware') loggedRequests += w.answered;
       }
       // Rotate the order so no variant always runs first (or right after a given other one).
       const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length] as Variant);
@@ -150,8 +193,12 @@ async function main(): Promise<void> {
         const { child, port } = byVariant[v];
         const before = await serverCpuUs(child);
         const r = await runLoad({ port, connections, seconds });
-        const us = r.total > 0 ? ((await serverCpuUs(child)) - before) / r.total : 0;
-        if (v !== 'bare') loggedRequests += r.answered;
+        const after = await serverCpuUs(child);
+        const perReq = (x: number) => (r.total > 0 ? x / r.total : 0);
+        const userUs = perReq(after.user - before.user);
+        const systemUs = perReq(after.system - before.system);
+        const us = userUs + systemUs;
+        if (v === 'observed' || v === 'middleware') loggedRequests += r.answered;
         errors += r.errors;
         got[v] = r.rps;
         rps[v].push(r.rps);
@@ -162,6 +209,9 @@ async function main(): Promise<void> {
             variant: v,
             rps: Math.round(r.rps),
             server_cpu_us_per_req: r1(us),
+            // User (JavaScript, the parser) and kernel (socket and log-file writes) apart.
+            server_user_us: r1(userUs),
+            server_system_us: r1(systemUs),
             p50_ms: r.p50_ms,
             p99_ms: r.p99_ms,
             client_cpu: r.client_cpu,
@@ -172,6 +222,7 @@ async function main(): Promise<void> {
       const bare = got.bare as number;
       ratios.observed.push((got.observed as number) / bare);
       ratios.middleware.push((got.middleware as number) / bare);
+      ratios.echo.push((got.echo as number) / bare);
     } finally {
       await Promise.all(servers.map((s) => stopChild(s.child)));
     }
@@ -196,9 +247,13 @@ async function main(): Promise<void> {
       bare_rps_median: Math.round(median(rps.bare)),
       observed_rps_median: Math.round(median(rps.observed)),
       middleware_rps_median: Math.round(median(rps.middleware)),
+      echo_rps_median: Math.round(median(rps.echo)),
       bare_cpu_us_per_req_median: r1(median(cpu.bare)),
       observed_cpu_us_per_req_median: r1(median(cpu.observed)),
       middleware_cpu_us_per_req_median: r1(median(cpu.middleware)),
+      echo_cpu_us_per_req_median: r1(median(cpu.echo)),
+      // What the echoed X-Request-Id alone leaves of bare: the ceiling for any observer that echoes it.
+      echo_vs_bare: r3(median(ratios.echo)),
       middleware_vs_bare: r3(median(ratios.middleware)),
       observed_vs_bare_of_medians: r3(median(rps.observed) / median(rps.bare)),
       // The headline: serve()'s default observing, median of the per-round ratios.
