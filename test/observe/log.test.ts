@@ -14,6 +14,7 @@ import {
   createRequestIdMinter,
   isWellFormedRequestId,
 } from '../../src/observe/request-id.js';
+import { latencyText } from '../../src/util/latency-text.js';
 import { captureSink } from './helpers.js';
 
 test('every line carries service and instance_id; the logger satisfies the contracts Logger', () => {
@@ -183,3 +184,41 @@ test('the pre-serialised request line is byte-for-byte what pino writes, and fol
 function pinoLogger() {
   return pino({ level: 'silent' });
 }
+
+test('latency_ms is printed exactly as JavaScript prints the rounded number', () => {
+  const samples = [0, 0.0004, 0.0005, 0.0015, 0.05, 0.1, 0.12, 0.5, 0.999, 0.9995, 1, 1.2344, 1.2345, 12.5];
+  samples.push(999.9999, 1000, 60_000.001, 2_147_483.647, 3_600_000.25);
+  // and a spread of values at every scale a request takes, microsecond remainders included
+  let x = 0x2545f491;
+  for (let i = 0; i < 20_000; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    samples.push((x / 0x100000000) * 10 ** ((i % 7) - 2));
+  }
+  for (const ms of samples) {
+    assert.equal(latencyText(ms), String(Math.round(ms * 1000) / 1000), `latency ${ms}`);
+  }
+});
+
+test('lines written in the same millisecond share its time, and a new millisecond is printed anew', () => {
+  const sink = captureSink();
+  const log = createLogger({ service: 'svc', instanceId: 'i-1', destination: sink.stream });
+  const write = requestLineWriter(log);
+  assert.ok(write);
+  const realNow = Date.now;
+  let now = 1_700_000_000_000;
+  Date.now = () => now;
+  try {
+    write('info', ',"n":1', 'request');
+    write('info', ',"n":2', 'request');
+    now += 1;
+    write('info', ',"n":3', 'request');
+  } finally {
+    Date.now = realNow;
+  }
+  const times = sink
+    .text()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { time: number }).time);
+  assert.deepEqual(times, [1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001]);
+});

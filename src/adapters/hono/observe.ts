@@ -16,6 +16,7 @@ import { type Logger, requestLineWriter } from '../../observe/log.js';
 import type { Metrics } from '../../observe/metrics.js';
 import { acceptRequestId, createRequestIdMinter } from '../../observe/request-id.js';
 import type { Tracing } from '../../observe/tracing.js';
+import { latencyText } from '../../util/latency-text.js';
 
 /** What {@link observe} puts on the context: `c.var.requestId` and `c.var.log`. */
 export type ObserveVariables = {
@@ -82,7 +83,6 @@ function requestRecorder(logger: Logger, metrics: Metrics | undefined): RecordRe
   const writeLine = requestLineWriter(logger);
   const quoted = jsonQuoter();
   return (fallback, fallbackWithId, requestId, traceId, method, route, status, ms) => {
-    const latency = Math.round(ms * 1000) / 1000;
     if (writeLine) {
       // request_id is well-formed by construction (or a UUID), trace ids are hex: no escaping.
       const ids =
@@ -91,10 +91,11 @@ function requestRecorder(logger: Logger, metrics: Metrics | undefined): RecordRe
           : `,"request_id":"${requestId}","trace_id":"${traceId}"`;
       writeLine(
         status >= 500 ? 'error' : 'info',
-        `${ids},"method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latency}`,
+        `${ids},"method":${quoted(method)},"route":${quoted(route)},"status":${status},"latency_ms":${latencyText(ms)}`,
         'request',
       );
     } else {
+      const latency = Math.round(ms * 1000) / 1000;
       const line = fallbackWithId
         ? { request_id: requestId, method, route, status, latency_ms: latency }
         : { method, route, status, latency_ms: latency };
