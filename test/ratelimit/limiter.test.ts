@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createRateLimiter, parseRate, type RateLimiter } from '../../src/ratelimit/index.js';
@@ -481,4 +483,39 @@ test('a burst larger than one batch is split and still admits exactly the limit'
   // all 300 start before any answer arrives (so the block cache cannot answer any): the first
   // alone, then 299 as 10 calls of 29-30 (at most 32 per call)
   assert.equal(await redisCalls(registry), 11);
+});
+
+test('a settled call is not kept reachable while later calls are in flight', async () => {
+  // Under sustained concurrency the limiter's queue of deadlines seldom empties. A settled call
+  // must let go of its decisions at once, not when the queue is next compacted (past 1 024).
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const l = make({ limits: { ip: '100000000/min' } });
+  const early: WeakRef<Promise<unknown>>[] = [];
+  const counts: number[] = [];
+  let issued = 0;
+  let settled = 0;
+  await new Promise<void>((done, fail) => {
+    const next = () => {
+      const p = l.check({ ip: `k${issued % 40}` });
+      if (issued < 300) early.push(new WeakRef(p));
+      issued++;
+      p.then(() => {
+        settled++;
+        if (issued < 2000) {
+          next();
+          // while the next decisions are in flight: how many of the first 300 are still held
+          if (issued >= 400 && issued <= 1000 && issued % 100 === 0) {
+            gc();
+            counts.push(early.filter((r) => r.deref() !== undefined).length);
+          }
+        }
+        if (settled === issued) done();
+      }, fail);
+    };
+    for (let i = 0; i < 64; i++) next();
+  });
+  assert.equal(early.length, 300);
+  assert.equal(counts.length, 7, 'counted seven times while calls were in flight');
+  assert.deepEqual(counts, [0, 0, 0, 0, 0, 0, 0], 'none of the first 300 decisions is still reachable');
 });
