@@ -70,21 +70,27 @@ class PackedCommand extends Command {
     return this.#wire;
   }
 
-  /** The reply arrived: tell the handler, if any, and settle the promise (ioredis returns it). */
-  delivered(value: unknown, resolve: (v: unknown) => void): void {
-    // A settled command lets go of its handler (a decision's whole call). Measured at
-    // concurrency 1: while it held on, 13-20 % of the young generation survived each scavenge
-    // (4-6 ms pauses, the calls ending up in the old generation) instead of none.
+  /**
+   * The handler, which this command lets go of: it is told one outcome, once, and is a decision's
+   * whole call. Measured at concurrency 1: while a settled command held on to it, 13-20 % of the
+   * young generation survived each scavenge (4-6 ms pauses, the calls ending up in the old
+   * generation) instead of none.
+   */
+  #takeHandler(): ReplyHandler | undefined {
     const handler = this.#handler;
     this.#handler = undefined;
-    handler?.reply(value as Buffer);
+    return handler;
+  }
+
+  /** The reply arrived: tell the handler, if any, and settle the promise (ioredis returns it). */
+  delivered(value: unknown, resolve: (v: unknown) => void): void {
+    this.#takeHandler()?.reply(value as Buffer);
     resolve(value);
   }
 
   /** The call failed: tell the handler, if any, and reject the promise. */
   failed(err: Error, reject: (e: unknown) => void): void {
-    const handler = this.#handler;
-    this.#handler = undefined;
+    const handler = this.#takeHandler();
     if (handler) {
       // Nobody but ioredis holds this promise: its rejection is not an unhandled one.
       this.promise.catch(ignore);
@@ -113,8 +119,7 @@ class PackedCommand extends Command {
       packed.length,
       this.#tail,
     );
-    const handler = this.#handler;
-    this.#handler = undefined;
+    const handler = this.#takeHandler();
     if (handler) {
       cmd.#handler = handler;
       this.promise.catch(ignore);
