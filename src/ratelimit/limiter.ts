@@ -1107,11 +1107,19 @@ export class RateLimiter {
       const e = entries[i]!;
       const v = verdicts[i]!;
       limits[i] = this.#result(e, v);
-      if (source === 'redis' && !v.ok && e.conf.mode === 'enforce' && v.retry1Ms > 0) {
-        this.#blockCache.set(cacheKeyOf(e), this.#clock() + v.retry1Ms);
-      }
+      if (source === 'redis' && !v.ok) this.#blockLocally(e, v.retry1Ms);
     }
     return this.#conclude(limits, source, verdicts[0]?.at);
+  }
+
+  /**
+   * Redis rejected `e`: answer its key in-process until a cost of 1 fits again (`retry1Ms`), for
+   * an enforcing limit whose key can ever admit again.
+   */
+  #blockLocally(e: Entry, retry1Ms: number): void {
+    if (e.conf.mode === 'enforce' && retry1Ms > 0) {
+      this.#blockCache.set(cacheKeyOf(e), this.#clock() + retry1Ms);
+    }
   }
 
   /**
@@ -1128,11 +1136,8 @@ export class RateLimiter {
         b += 2;
       } else {
         limits[i] = limitResult(e, false, -1 - first, d[b + 1]!, d[b + 2]!);
-        const retry1Ms = d[b + 3]!;
+        this.#blockLocally(e, d[b + 3]!);
         b += 4;
-        if (e.conf.mode === 'enforce' && retry1Ms > 0) {
-          this.#blockCache.set(cacheKeyOf(e), this.#clock() + retry1Ms);
-        }
       }
     }
     return this.#conclude(limits, 'redis', d[0]);
