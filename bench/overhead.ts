@@ -90,7 +90,10 @@ async function serveVariant(variant: Variant): Promise<void> {
       service: 'bench',
       instanceId: 'bench-1',
       // Batched synchronous file writes: the documented setting for busy services.
-      destination: createLogDestination({ path: process.env.SHOAL_BENCH_LOG_PATH as string }),
+      destination: createLogDestination({
+        path: process.env.SHOAL_BENCH_LOG_PATH as string,
+        thread: process.env.BENCH_LOG_THREAD !== '0',
+      }),
     });
     const metrics = createMetrics({ service: 'bench', instanceId: 'bench-1' });
     metrics.startEventLoopMonitor();

@@ -238,3 +238,68 @@ test('createObservedServer: a client that leaves early is logged once as 499 and
     server.close();
   }
 });
+
+test('createObservedServer with a threaded log destination: same lines, in order, and bindings still screened', async () => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { createLogDestination } = await import('../../src/observe/log.js');
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-srv-thread-'));
+  const file = join(dir, 'log.ndjson');
+  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
+  const root = createLogger({ service: 'srv-test', instanceId: 'inst-t', destination: dest });
+  const app = new Hono();
+  app.get('/api/items/:id', (c) => {
+    logOf(c)?.info({ item: c.req.param('id') }, 'handling');
+    return c.text('ok');
+  });
+  app.get('/boom', (c) => c.text('no', 503));
+  const run = async (logger: typeof root, requests: string[]) => {
+    const server = createObservedServer(app, {
+      logger,
+      metrics: createMetrics({ service: 's', instanceId: 'i' }),
+      instanceId: 'inst-t',
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    for (const path of requests) {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+        headers: { 'X-Request-Id': `id-${path.length}` },
+      });
+      await res.text();
+    }
+    server.close();
+    await once(server, 'close');
+  };
+  try {
+    await run(root, ['/api/items/1', '/boom', '/api/items/22']);
+    // A logger whose own bindings hold a secret: its request lines go through redaction instead.
+    await run(root.child({ apiToken: 'sekrit-123' }), ['/api/items/333']);
+    root.flush();
+    const text = readFileSync(file, 'utf8');
+    const lines = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((l) => [l.msg, l.route, l.status, l.level, l.request_id]),
+      [
+        ['handling', undefined, undefined, 'info', 'id-12'],
+        ['request', '/api/items/:id', 200, 'info', 'id-12'],
+        ['request', '/boom', 503, 'error', 'id-5'],
+        ['handling', undefined, undefined, 'info', 'id-13'],
+        ['request', '/api/items/:id', 200, 'info', 'id-13'],
+        ['handling', undefined, undefined, 'info', 'id-14'],
+        ['request', '/api/items/:id', 200, 'info', 'id-14'],
+      ],
+    );
+    for (const l of lines) assert.equal(l.instance_id, 'inst-t');
+    assert.equal(typeof lines[1]?.latency_ms, 'number');
+    assert.equal(lines[6]?.apiToken, '[Redacted]');
+    assert.ok(!text.includes('sekrit-123'), 'a secret in the bindings never reaches the file');
+  } finally {
+    dest.end();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -12,7 +12,7 @@ import {
 import { getRequestListener } from '@hono/node-server';
 import type { Context, Handler, Hono, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
-import { type Logger, requestLineWriter } from '../../observe/log.js';
+import { type Logger, requestLineWriter, requestRecordWriter } from '../../observe/log.js';
 import type { Metrics } from '../../observe/metrics.js';
 import { acceptRequestId, createRequestIdMinter } from '../../observe/request-id.js';
 import type { Tracing } from '../../observe/tracing.js';
@@ -81,9 +81,17 @@ type RecordRequest = (
  */
 function requestRecorder(logger: Logger, metrics: Metrics | undefined): RecordRequest {
   const writeLine = requestLineWriter(logger);
+  // With a threaded destination the line is formatted on the writer thread from its parts.
+  const writeRecord = requestRecordWriter(logger);
   const quoted = jsonQuoter();
   return (fallback, fallbackWithId, requestId, traceId, method, route, status, ms) => {
-    if (writeLine) {
+    if (
+      writeRecord !== undefined &&
+      traceId === undefined &&
+      writeRecord(status >= 500 ? 'error' : 'info', requestId, method, route, status, ms)
+    ) {
+      // Taken.
+    } else if (writeLine) {
       // request_id is well-formed by construction (or a UUID), trace ids are hex: no escaping.
       const ids =
         traceId === undefined

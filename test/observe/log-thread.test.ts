@@ -1,0 +1,213 @@
+// createLogDestination({ thread: true }): the writer thread, the shared ring, and every way the
+// logging thread takes over (flush, exit, a full ring, a writer thread that is gone).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import type { Worker } from 'node:worker_threads';
+import {
+  createLogDestination,
+  createLogger,
+  type LogDestination,
+  requestLineWriter,
+  requestRecordWriter,
+} from '../../src/observe/log.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'shoal-logthread-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+const fresh = () => join(dir, `${++files}.ndjson`);
+const linesOf = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);
+
+function writerOf(dest: LogDestination): Worker {
+  const sym = Object.getOwnPropertySymbols(dest).find((s) => s.description === 'shoal.log.writer');
+  const w = sym === undefined ? undefined : (dest as unknown as Record<symbol, Worker | undefined>)[sym];
+  assert.ok(w, 'a threaded destination runs a writer thread');
+  return w;
+}
+
+test('request records become the very bytes of the text request line, in order with ordinary lines', () => {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
+  const log = createLogger({ service: 'svc', instanceId: 'i-1', destination: dest });
+  const record = requestRecordWriter(log);
+  const line = requestLineWriter(log);
+  assert.ok(record && line, 'loggers on a threaded destination take request records');
+  const realNow = Date.now;
+  Date.now = () => 1_700_000_000_123;
+  try {
+    log.info({ n: 1 }, 'before');
+    const route = '/a/:b"q\u00e9';
+    for (const [level, status, ms] of [
+      ['info', 200, 1.2345],
+      ['error', 503, 0.05],
+      ['info', 404, 12_345.6789],
+    ] as const) {
+      assert.equal(record(level, 'req-1.x:y', 'PATCH', route, status, ms), true);
+      line(
+        level,
+        `,"request_id":"req-1.x:y","method":"PATCH","route":${JSON.stringify(route)},"status":${status},"latency_ms":${String(Math.round(ms * 1000) / 1000)}`,
+        'request',
+      );
+    }
+    log.child({ request_id: 'c' }).warn({ password: 'hunter2' }, 'after');
+    log.level = 'warn';
+    assert.equal(
+      record('info', 'quiet', 'GET', '/', 200, 1),
+      true,
+      'a level that is off takes the record and drops it',
+    );
+  } finally {
+    Date.now = realNow;
+  }
+  log.flush();
+  const out = linesOf(file);
+  assert.equal(out.length, 8);
+  assert.equal(JSON.parse(out[0] as string).msg, 'before');
+  for (let i = 1; i < 7; i += 2) assert.equal(out[i], out[i + 1], 'record and text line are identical');
+  assert.equal(JSON.parse(out[3] as string).level, 'error');
+  const last = JSON.parse(out[7] as string);
+  assert.equal(last.msg, 'after');
+  assert.equal(last.password, '[Redacted]');
+  assert.ok(!readFileSync(file, 'utf8').includes('hunter2'));
+  dest.end();
+});
+
+test('flush() writes out everything at once, while the writer thread drains the same ring', async () => {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, bufferSize: 4096, flushIntervalMs: 5 });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const record = requestRecordWriter(log);
+  assert.ok(record);
+  // ~16 MB of records and lines through a 1 MB ring: it wraps many times, both threads drain.
+  const total = 200_000;
+  for (let i = 0; i < total; i++) {
+    if (i % 7 === 0) log.info({ seq: i, pad: 'p'.repeat(i % 300) }, 'text');
+    else record('info', `seq-${i}`, 'GET', `/r/${i % 5}`, 200, 1);
+    if (i % 5000 === 0) {
+      log.flush();
+      assert.equal(linesOf(file).length, i + 1, 'everything so far is in the file after flush()');
+    }
+    if (i % 20_000 === 0) await new Promise((r) => setTimeout(r, 10));
+  }
+  log.flush();
+  const out = linesOf(file);
+  assert.equal(out.length, total);
+  out.forEach((l, i) => {
+    const o = JSON.parse(l) as { seq?: number; request_id?: string; route?: string };
+    assert.equal(o.seq ?? Number(o.request_id?.slice(4)), i, `line ${i} in order`);
+    if (o.route !== undefined) assert.equal(o.route, `/r/${i % 5}`);
+  });
+  assert.equal(dest.dropped, 0);
+  dest.end();
+});
+
+test('a quiet service: the writer thread writes within the flush interval, without a flush()', async () => {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 20 });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  log.info('one');
+  const deadline = Date.now() + 5000;
+  while (linesOf(file).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(linesOf(file).length, 1);
+  dest.end();
+});
+
+test('lines longer than a batch, or than a quarter of the ring, are written whole, in their place', () => {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  log.info('a');
+  log.info({ big: 'x'.repeat(600_000) }, 'b');
+  // Longer than a batch, shorter than the ring's quarter: written straight from the ring.
+  log.info({ big: 'y'.repeat(100_000) }, 'c');
+  log.info('d');
+  log.flush();
+  const out = linesOf(file).map((l) => JSON.parse(l) as { msg: string; big?: string });
+  assert.deepEqual(
+    out.map((o) => o.msg),
+    ['a', 'b', 'c', 'd'],
+  );
+  assert.equal(out[1]?.big?.length, 600_000);
+  assert.equal(out[2]?.big?.length, 100_000);
+  dest.end();
+});
+
+test('when the writer thread is gone, the logging thread writes: no line lost, order kept', async () => {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, bufferSize: 8192, flushIntervalMs: 20 });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const record = requestRecordWriter(log);
+  assert.ok(record);
+  for (let i = 0; i < 20_000; i++) record('info', `seq-${i}`, 'GET', '/', 200, 1);
+  const worker = writerOf(dest);
+  const exited = once(worker, 'exit');
+  await worker.terminate();
+  await exited;
+  await new Promise((r) => setImmediate(r));
+  // More than the ring holds: without a writer thread the logging thread writes batches itself.
+  for (let i = 20_000; i < 60_000; i++) record('info', `seq-${i}`, 'GET', '/', 200, 1);
+  const seenBeforeFlush = linesOf(file).length;
+  assert.ok(seenBeforeFlush >= 50_000, `batches were written without a flush (${seenBeforeFlush})`);
+  log.flush();
+  // A batch the writer had formatted but not yet marked done may appear twice; never missing.
+  const ids = linesOf(file).map((l) => Number((JSON.parse(l) as { request_id: string }).request_id.slice(4)));
+  const unique = [...new Set(ids)];
+  assert.equal(unique.length, 60_000);
+  for (let i = 1; i < unique.length; i++)
+    assert.ok((unique[i] as number) > (unique[i - 1] as number), 'in order');
+  dest.end();
+});
+
+test('end() writes what is left, stops the writer thread and counts later lines as dropped', async () => {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const worker = writerOf(dest);
+  // The writer thread never keeps a process alive; here the test waits for it on purpose.
+  worker.ref();
+  const exited = once(worker, 'exit');
+  log.info('kept');
+  dest.end();
+  await exited;
+  log.info('too late');
+  requestRecordWriter(log)?.('info', 'late', 'GET', '/', 200, 1);
+  assert.deepEqual(
+    linesOf(file).map((l) => (JSON.parse(l) as { msg: string }).msg),
+    ['kept'],
+  );
+  assert.equal(dest.dropped, 2);
+});
+
+test('a process that exits or crashes with a busy writer thread leaves every line, in order', () => {
+  const src = new URL('../../src/observe/log.ts', import.meta.url).href;
+  for (const ending of ['process.exit(0)', "throw new Error('crash')"]) {
+    const file = fresh();
+    const code = `
+      const { createLogger, createLogDestination, requestRecordWriter } = await import(${JSON.stringify(src)});
+      const log = createLogger({ service: 's', instanceId: 'i',
+        destination: createLogDestination({ path: ${JSON.stringify(file)}, thread: true, flushIntervalMs: 60000 }) });
+      const record = requestRecordWriter(log);
+      // Give the writer thread time to start, so it is draining when the process ends.
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 0; i < 100000; i++) {
+        if (i % 10 === 0) log.info({ seq: i }, 'text');
+        else record('info', 'seq-' + i, 'GET', '/', 200, 1);
+      }
+      ${ending};
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status === 0, ending.startsWith('process'), r.stderr);
+    const out = linesOf(file);
+    assert.equal(out.length, 100_000, `${ending}: ${r.stderr}`);
+    out.forEach((l, i) => {
+      const o = JSON.parse(l) as { seq?: number; request_id?: string };
+      assert.equal(o.seq ?? Number(o.request_id?.slice(4)), i);
+    });
+  }
+});
