@@ -109,6 +109,22 @@ test('createRequestIdMinter: UUIDv7 ids, unique, time-ordered, distinct between 
   assert.ok(ms >= before && ms <= Date.now(), 'the first 48 bits are the Unix time in ms');
   for (let i = 0; i < 1000; i++) assert.ok(!seen.has(b()), 'another generator does not repeat these ids');
   assert.ok(isWellFormedRequestId(a()));
+  // Every time digit, across all 48 bits, and the counter stepping by one in rand_a/rand_b.
+  const realNow = Date.now;
+  try {
+    for (const t of [0xfedcba987654, 0x0123456789ab, 1_700_000_000_000]) {
+      Date.now = () => t;
+      const c = createRequestIdMinter();
+      const [x, y] = [c(), c()];
+      assert.equal(`${x.slice(0, 8)}${x.slice(9, 13)}`, t.toString(16).padStart(12, '0'));
+      const step = (id: string) =>
+        Number.parseInt(id.slice(15, 18), 16) * 0x4000 + (Number.parseInt(id.slice(19, 23), 16) & 0x3fff);
+      assert.equal((step(y) - step(x) + 0x4000000) % 0x4000000, 1);
+      assert.equal(x.slice(23), y.slice(23), 'the random tail is drawn once per generator');
+    }
+  } finally {
+    Date.now = realNow;
+  }
   assert.equal(acceptRequestId('keep-me', a), 'keep-me');
   assert.match(acceptRequestId('bad id', a), v7);
 });

@@ -468,13 +468,16 @@ export function createObservedServer(app: Hono, opts: ObservedServerOptions): Se
 
   // 'finish': the response is handed to the OS; 'close' first: the client went away (or the
   // socket failed) before that. Either way the request is recorded once.
-  proto.emit = function emit(this: ObservedOutgoing, event: string | symbol, ...args: unknown[]): boolean {
+  // Every event of every response passes here ('prefinish', 'finish', 'close' at least), so the
+  // arguments are handed on as they came rather than gathered into a rest array and spread again.
+  proto.emit = function emit(this: ObservedOutgoing, event: string | symbol): boolean {
     if (!this.shoalDone && (event === 'finish' || event === 'close')) {
       this.shoalDone = true;
       this.shoalRecord(event === 'close');
     }
-    return nodeEmit.call(this, event, ...args);
-  };
+    // biome-ignore lint/complexity/noArguments: forwards every argument without copying them
+    return nodeEmit.apply(this, arguments as unknown as [string | symbol, ...unknown[]]);
+  } as ObservedOutgoing['emit'];
 
   proto.shoalRecord = function shoalRecord(this: ObservedOutgoing, aborted: boolean): void {
     const req = this.req;
