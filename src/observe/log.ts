@@ -527,9 +527,12 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
     producer.threaded = false;
   }
 
-  // Only needed without a writer thread; the writer keeps its own interval.
+  // Publishes what the writer thread has not been shown yet (records are published in batches),
+  // or, with no writer thread, writes it out.
   const timer = setInterval(() => {
-    if (!producer.threaded && !closed) producer.flush();
+    if (closed) return;
+    if (producer.threaded) producer.sync();
+    else producer.flush();
   }, flushIntervalMs);
   timer.unref();
   const onExit = () => {
