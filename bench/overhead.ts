@@ -13,12 +13,14 @@
 // lean keep-alive client, so the server and not the client sets the pace on a 2-core machine).
 // Identical server processes differ by several percent depending on how V8 happened to lay out
 // their hot objects, so every round starts FRESH processes for every variant, warms them up, then
-// measures them one after the other in a rotating order. observed_vs_bare is the median over
-// rounds of the per-round ratio (both measured seconds apart), which cancels the machine's drift.
-// The log file is counted at the end: one line per observed request.
+// measures them in turn: each variant's 3 s are cut into slices (default 3 of 1 s) run one variant
+// after the other in a rotating order, so a slow spell of the shared machine falls on all of them.
+// observed_vs_bare is the median over rounds of the per-round ratio, which cancels the machine's
+// drift. The log file is counted at the end: one line per observed request.
 //
-//   npm run bench:overhead                      10 rounds x 3 s, 50 connections
-//   BENCH_ROUNDS=5 BENCH_SECONDS=2 npm run bench:overhead
+//   npm run bench:overhead                      10 rounds x 3 s (3 slices), 50 connections
+//   BENCH_ROUNDS=5 BENCH_SECONDS=2 BENCH_SLICES=1 npm run bench:overhead
+//   BENCH_LOG_THREAD=0 npm run bench:overhead   the log destination without its writer thread
 //
 // One JSON line per round, then a last line with the medians and {"observed_vs_bare": ratio}.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -89,7 +91,7 @@ async function serveVariant(variant: Variant): Promise<void> {
     const logger = createLogger({
       service: 'bench',
       instanceId: 'bench-1',
-      // Batched synchronous file writes: the documented setting for busy services.
+      // Batched writes from a writer thread: the documented setting for busy services.
       destination: createLogDestination({
         path: process.env.SHOAL_BENCH_LOG_PATH as string,
         thread: process.env.BENCH_LOG_THREAD !== '0',
@@ -164,6 +166,7 @@ async function main(): Promise<void> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+  const slices = Math.max(1, Number(process.env.BENCH_SLICES ?? 3));
   const file = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `shoal-bench-overhead-${process.pid}.ndjson`);
   // A caller-given path is only appended to (it may be /dev/null or a file worth keeping).
   if (!process.env.BENCH_LOG_FILE) rmSync(file, { force: true });
@@ -189,36 +192,81 @@ async function main(): Promise<void> {
         const w = await runLoad({ port: byVariant[v].port, connections, seconds: 1 });
         if (v === 'observed' || v === 'middleware') loggedRequests += w.answered;
       }
-      // Rotate the order so no variant always runs first (or right after a given other one).
-      const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length] as Variant);
+      // Each variant's time is cut into slices, run in turn (a rotating order, so no variant always
+      // runs first or right after a given other one): a slow spell of the machine then falls on
+      // every variant alike instead of on whichever one happened to be running.
+      const acc = Object.fromEntries(
+        VARIANTS.map((v) => [
+          v,
+          {
+            total: 0,
+            secs: 0,
+            user: 0,
+            system: 0,
+            errors: 0,
+            p50: [] as number[],
+            p99: [] as number[],
+            clientCpu: [] as number[],
+          },
+        ]),
+      ) as Record<
+        Variant,
+        {
+          total: number;
+          secs: number;
+          user: number;
+          system: number;
+          errors: number;
+          p50: number[];
+          p99: number[];
+          clientCpu: number[];
+        }
+      >;
+      for (let slice = 0; slice < slices; slice++) {
+        const shift = round + slice;
+        const order = VARIANTS.map((_, i) => VARIANTS[(i + shift) % VARIANTS.length] as Variant);
+        for (const v of order) {
+          const { child, port } = byVariant[v];
+          const before = await serverCpuUs(child);
+          const r = await runLoad({ port, connections, seconds: seconds / slices });
+          const after = await serverCpuUs(child);
+          const a = acc[v];
+          a.total += r.total;
+          a.secs += r.rps > 0 ? r.total / r.rps : seconds / slices;
+          a.user += after.user - before.user;
+          a.system += after.system - before.system;
+          a.errors += r.errors;
+          a.p50.push(r.p50_ms);
+          a.p99.push(r.p99_ms);
+          a.clientCpu.push(r.client_cpu);
+          if (v === 'observed' || v === 'middleware') loggedRequests += r.answered;
+        }
+      }
       const got: Partial<Record<Variant, number>> = {};
-      for (const v of order) {
-        const { child, port } = byVariant[v];
-        const before = await serverCpuUs(child);
-        const r = await runLoad({ port, connections, seconds });
-        const after = await serverCpuUs(child);
-        const perReq = (x: number) => (r.total > 0 ? x / r.total : 0);
-        const userUs = perReq(after.user - before.user);
-        const systemUs = perReq(after.system - before.system);
+      for (const v of VARIANTS) {
+        const a = acc[v];
+        const perReq = (x: number) => (a.total > 0 ? x / a.total : 0);
+        const userUs = perReq(a.user);
+        const systemUs = perReq(a.system);
         const us = userUs + systemUs;
-        if (v === 'observed' || v === 'middleware') loggedRequests += r.answered;
-        errors += r.errors;
-        got[v] = r.rps;
-        rps[v].push(r.rps);
+        const roundRps = a.secs > 0 ? a.total / a.secs : 0;
+        errors += a.errors;
+        got[v] = roundRps;
+        rps[v].push(roundRps);
         cpu[v].push(us);
         console.log(
           JSON.stringify({
             round,
             variant: v,
-            rps: Math.round(r.rps),
+            rps: Math.round(roundRps),
             server_cpu_us_per_req: r1(us),
             // User (JavaScript, the parser) and kernel (socket and log-file writes) apart.
             server_user_us: r1(userUs),
             server_system_us: r1(systemUs),
-            p50_ms: r.p50_ms,
-            p99_ms: r.p99_ms,
-            client_cpu: r.client_cpu,
-            errors: r.errors,
+            p50_ms: median(a.p50),
+            p99_ms: median(a.p99),
+            client_cpu: median(a.clientCpu),
+            errors: a.errors,
           }),
         );
       }
@@ -243,6 +291,7 @@ async function main(): Promise<void> {
       bench: 'overhead',
       rounds,
       seconds,
+      slices,
       connections,
       errors,
       logged_requests: loggedRequests,

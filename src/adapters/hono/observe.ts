@@ -9,6 +9,9 @@ import {
   type ServerOptions,
   ServerResponse,
 } from 'node:http';
+// The module's binding rather than the global: Node defines the global lazily, so every read of it
+// is a property lookup on the global object.
+import { performance } from 'node:perf_hooks';
 import { getRequestListener } from '@hono/node-server';
 import type { Context, Handler, Hono, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
