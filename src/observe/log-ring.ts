@@ -19,7 +19,6 @@
  * consuming thread can read any of them, whoever drained the record that first used it.
  */
 import { writeSync } from 'node:fs';
-import { latencyText } from '../util/latency-text.js';
 
 /** Indexes into the control words (an Int32Array over its own SharedArrayBuffer). */
 export const HEAD = 0; // where the producer writes next (producer-owned)
@@ -65,6 +64,60 @@ export interface RingInit {
 }
 
 const align8 = (n: number) => (n + 7) & ~7;
+
+const ascii = (s: string) => Buffer.from(s, 'latin1');
+const INFO_HEAD = ascii('{"level":"info","time":');
+const ERROR_HEAD = ascii('{"level":"error","time":');
+const REQUEST_ID_KEY = ascii(',"request_id":"');
+const METHOD_KEY = ascii('","method":');
+const ROUTE_KEY = ascii(',"route":');
+const STATUS_KEY = ascii(',"status":');
+const LATENCY_KEY = ascii(',"latency_ms":');
+const REQUEST_TAIL = ascii(',"msg":"request"}\n');
+
+function put(out: Uint8Array, p: number, bytes: Uint8Array): number {
+  if (bytes.length <= 16) {
+    for (let i = 0; i < bytes.length; i++) out[p + i] = bytes[i] as number;
+  } else {
+    out.set(bytes, p);
+  }
+  return p + bytes.length;
+}
+
+/** A non-negative integer (up to 2^53) in decimal. */
+function putInteger(out: Uint8Array, p: number, n: number): number {
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  for (let i = digits - 1; i >= 0; i--) {
+    const q = Math.floor(n / 10);
+    out[p + i] = 48 + (n - q * 10);
+    n = q;
+  }
+  return p + digits;
+}
+
+/**
+ * `latency_ms` exactly as `latencyText()` (util/latency-text) prints it (rounded to the microsecond, no trailing
+ * zeros), straight into bytes.
+ */
+export function putLatency(out: Uint8Array, p: number, ms: number): number {
+  const us = Math.round(ms * 1000);
+  const whole = Math.floor(us / 1000);
+  let frac = us - whole * 1000;
+  p = putInteger(out, p, whole);
+  if (frac === 0) return p;
+  out[p++] = 46;
+  let digits = 3;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    digits--;
+  }
+  for (let i = digits - 1; i >= 0; i--) {
+    out[p + i] = 48 + (frac % 10);
+    frac = Math.floor(frac / 10);
+  }
+  return p + digits;
+}
 
 /** Views over the two shared buffers; cheap to build, one set per thread. */
 export class RingViews {
@@ -170,37 +223,30 @@ export class RingConsumer {
   }
 
   // The bytes `logger.info({ request_id, method, route, status, latency_ms }, 'request')` writes.
+  // Built with typed-array copies and digit loops: each Buffer write or copy is a call into C++,
+  // which for pieces this short costs more than the bytes themselves.
   private formatRequest(at: number): number {
-    const { i32, f64, bytes } = this.v;
+    const { i32, f64, u8 } = this.v;
     const w = at >> 2;
     const levelStatus = i32[w + 1] as number;
-    const bindings = this.fragment(i32[w + 2] as number);
-    const method = this.fragment(i32[w + 3] as number);
-    const route = this.fragment(i32[w + 4] as number);
     const idLength = i32[w + 5] as number;
-    const time = f64[(at >> 3) + 3] as number;
-    const ms = f64[(at >> 3) + 4] as number;
     const out = this.out;
     let p = this.used;
-    p += out.write(
-      (levelStatus & 0xff) === 1 ? '{"level":"error","time":' : '{"level":"info","time":',
-      p,
-      'latin1',
-    );
-    p += out.write(String(time), p, 'latin1');
-    p += bindings.copy(out, p);
-    p += out.write(',"request_id":"', p, 'latin1');
-    p += bytes.copy(out, p, at + REQUEST_FIXED, at + REQUEST_FIXED + idLength);
-    p += out.write('","method":', p, 'latin1');
-    p += method.copy(out, p);
-    p += out.write(',"route":', p, 'latin1');
-    p += route.copy(out, p);
-    p += out.write(
-      `,"status":${levelStatus >>> 8},"latency_ms":${latencyText(ms)},"msg":"request"}\n`,
-      p,
-      'latin1',
-    );
-    return p;
+    p = put(out, p, (levelStatus & 0xff) === 1 ? ERROR_HEAD : INFO_HEAD);
+    p = putInteger(out, p, f64[(at >> 3) + 3] as number);
+    p = put(out, p, this.fragment(i32[w + 2] as number));
+    p = put(out, p, REQUEST_ID_KEY);
+    out.set(u8.subarray(at + REQUEST_FIXED, at + REQUEST_FIXED + idLength), p);
+    p += idLength;
+    p = put(out, p, METHOD_KEY);
+    p = put(out, p, this.fragment(i32[w + 3] as number));
+    p = put(out, p, ROUTE_KEY);
+    p = put(out, p, this.fragment(i32[w + 4] as number));
+    p = put(out, p, STATUS_KEY);
+    p = putInteger(out, p, levelStatus >>> 8);
+    p = put(out, p, LATENCY_KEY);
+    p = putLatency(out, p, f64[(at >> 3) + 4] as number);
+    return put(out, p, REQUEST_TAIL);
   }
 
   /** Write `length` bytes of `buf` from `offset`; false when the descriptor refused them. */

@@ -550,17 +550,35 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
     }
     return id;
   };
+  // The same bindings, method and route string objects come back request after request (the
+  // logger's, the parser's and the router's own), so the last of each is remembered by identity
+  // before any map lookup.
+  let lastBindings = '';
+  let lastBindingsId = -1;
+  let lastMethod = '';
+  let lastMethodId = -1;
+  let lastRoute = '';
+  let lastRouteId = -1;
   const record: RequestRecordSink = (error, status, bindings, method, route, requestId, time, ms) => {
     if (closed) {
       refused++;
       return true;
     }
     if (requestId.length > 128) return false;
-    const b = producer.intern(bindings);
-    const m = quotedId(method);
-    const r = quotedId(route);
-    if (b < 0 || m < 0 || r < 0) return false;
-    producer.request(error, status, b, m, r, requestId, time, ms);
+    if (bindings !== lastBindings || lastBindingsId < 0) {
+      lastBindings = bindings;
+      lastBindingsId = producer.intern(bindings);
+    }
+    if (method !== lastMethod || lastMethodId < 0) {
+      lastMethod = method;
+      lastMethodId = quotedId(method);
+    }
+    if (route !== lastRoute || lastRouteId < 0) {
+      lastRoute = route;
+      lastRouteId = quotedId(route);
+    }
+    if (lastBindingsId < 0 || lastMethodId < 0 || lastRouteId < 0) return false;
+    producer.request(error, status, lastBindingsId, lastMethodId, lastRouteId, requestId, time, ms);
     return true;
   };
 

@@ -211,3 +211,49 @@ test('a process that exits or crashes with a busy writer thread leaves every lin
     });
   }
 });
+
+test('the writer thread prints latency_ms and the time exactly as the text line does', async () => {
+  const { putLatency } = await import('../../src/observe/log-ring.js');
+  const { latencyText } = await import('../../src/util/latency-text.js');
+  const out = Buffer.alloc(64);
+  const samples = [0, 0.0004, 0.0005, 0.05, 0.1, 0.999, 0.9995, 1, 1.2345, 999.9999, 1000, 3_600_000.25];
+  let x = 0x2545f491;
+  for (let i = 0; i < 20_000; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    samples.push((x / 0x100000000) * 10 ** ((i % 8) - 2));
+  }
+  for (const ms of samples) {
+    const end = putLatency(out, 0, ms);
+    assert.equal(out.toString('latin1', 0, end), latencyText(ms), `latency ${ms}`);
+  }
+  // Whole lines through the ring, for a spread of times, statuses and latencies.
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const record = requestRecordWriter(log);
+  const line = requestLineWriter(log);
+  assert.ok(record && line);
+  const realNow = Date.now;
+  try {
+    for (let i = 0; i < 2000; i++) {
+      const t = 1_000_000_000_000 + i * 7_919_000_001;
+      Date.now = () => t;
+      const status = 100 + (i % 500);
+      const ms = (samples[i] as number) * 10;
+      const level = status >= 500 ? 'error' : 'info';
+      record(level, `r${i}`, 'GET', '/', status, ms);
+      line(
+        level,
+        `,"request_id":"r${i}","method":"GET","route":"/","status":${status},"latency_ms":${latencyText(ms)}`,
+        'request',
+      );
+    }
+  } finally {
+    Date.now = realNow;
+  }
+  log.flush();
+  const lines = linesOf(file);
+  assert.equal(lines.length, 4000);
+  for (let i = 0; i < lines.length; i += 2) assert.equal(lines[i], lines[i + 1]);
+  dest.end();
+});
