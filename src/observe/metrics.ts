@@ -92,7 +92,24 @@ class RequestSeriesTable {
   readonly all: RequestSeries[] = [];
   constructor(readonly bounds: readonly number[]) {}
 
+  // Consecutive requests mostly hit the same series (and the same route and method string
+  // objects): the last one is checked before the three map lookups.
+  private last: RequestSeries | undefined;
+  private lastRoute = '';
+  private lastMethod = '';
+  private lastStatus = 0;
+
   record(route: string, method: string, status: number, seconds: number): void {
+    const last = this.last;
+    if (
+      last !== undefined &&
+      status === this.lastStatus &&
+      route === this.lastRoute &&
+      method === this.lastMethod
+    ) {
+      recordObservation(last, this.bounds, seconds);
+      return;
+    }
     let byMethod = this.byRoute.get(route);
     if (byMethod === undefined) {
       byMethod = new Map();
@@ -114,12 +131,17 @@ class RequestSeriesTable {
       byStatus.set(status, s);
       this.all.push(s);
     }
+    this.last = s;
+    this.lastRoute = route;
+    this.lastMethod = method;
+    this.lastStatus = status;
     recordObservation(s, this.bounds, seconds);
   }
 
   clear(): void {
     this.byRoute.clear();
     this.all.length = 0;
+    this.last = undefined;
   }
 }
 

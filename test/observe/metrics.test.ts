@@ -240,4 +240,24 @@ test('request histogram: buckets are cumulative, +Inf equals count, sum adds the
   assert.equal(counter?.values.length, 2);
   m.registry.resetMetrics();
   assert.equal(sample(await m.render(), 'shoal_http_requests_total', l), undefined);
+  // Series that alternate (route, method or status differing by one) are each counted apart,
+  // including the one recorded last before the reset.
+  const calls: [string, string, number][] = [
+    ['/r/:id', 'GET', 503],
+    ['/r/:id', 'GET', 200],
+    ['/r/:id', 'GET', 200],
+    ['/r/:id', 'POST', 200],
+    ['/r/:id', 'GET', 404],
+    ['/q', 'GET', 200],
+    ['/r/:id', 'GET', 200],
+  ];
+  for (const [route, method, status] of calls) m.observeRequest(route, method, status, 0.001);
+  const after = await m.render();
+  const count = (route: string, method: string, status: string) =>
+    sample(after, 'shoal_http_requests_total', { route, method, status });
+  assert.equal(count('/r/:id', 'GET', '200'), 3);
+  assert.equal(count('/r/:id', 'POST', '200'), 1);
+  assert.equal(count('/r/:id', 'GET', '404'), 1);
+  assert.equal(count('/q', 'GET', '200'), 1);
+  assert.equal(count('/r/:id', 'GET', '503'), 1);
 });
