@@ -21,25 +21,25 @@
 import { writeSync } from 'node:fs';
 
 /** Indexes into the control words (an Int32Array over its own SharedArrayBuffer). */
-export const HEAD = 0; // where the producer writes next (producer-owned)
-export const TAIL = 1; // the first record not yet written out (consumer-owned)
+const HEAD = 0; // where the producer writes next (producer-owned)
+const TAIL = 1; // the first record not yet written out (consumer-owned)
 export const LOCK = 2; // consumer lock: FREE, or who holds it
-export const WAKE = 3; // bumped by the producer to wake the writer thread early
-export const STOP = 4; // 1: the writer thread must exit without draining
+const WAKE = 3; // bumped by the producer to wake the writer thread early
+const STOP = 4; // 1: the writer thread must exit without draining
 export const DROPPED = 5; // lines lost to write errors, counted by whichever thread wrote
 export const CONTROL_WORDS = 8;
 
 export const FREE = 0;
 export const HELD_BY_WORKER = 1;
-export const HELD_BY_OWNER = 2;
+const HELD_BY_OWNER = 2;
 
 const PAD = 0;
 const TEXT = 1;
-const REQUEST = 3;
+const REQUEST = 2;
 
 /** Interned fragments: at most this many, each at most FRAGMENT_MAX bytes. */
-export const FRAGMENT_SLOTS = 4096;
-export const FRAGMENT_MAX = 1024;
+const FRAGMENT_SLOTS = 4096;
+const FRAGMENT_MAX = 1024;
 /** The fragment store: a table of [offset, length] pairs, then the bytes. */
 const FRAGMENT_TABLE_BYTES = FRAGMENT_SLOTS * 8;
 export const FRAGMENT_STORE_BYTES = FRAGMENT_TABLE_BYTES + 512 * 1024;
@@ -52,7 +52,7 @@ const REQUEST_FIXED = 40;
 /** A formatted request line is never longer: 3 fragments, a 128-byte id, fixed text and numbers. */
 const REQUEST_LINE_MAX = 3 * 1024 + 1024;
 
-/** What a writer thread needs: the two buffers and how to write. */
+/** What a writer thread needs: the three shared buffers and where and how to write. */
 export interface RingInit {
   control: SharedArrayBuffer;
   data: SharedArrayBuffer;
@@ -97,8 +97,8 @@ function putInteger(out: Uint8Array, p: number, n: number): number {
 }
 
 /**
- * `latency_ms` exactly as `latencyText()` (util/latency-text) prints it (rounded to the microsecond, no trailing
- * zeros), straight into bytes.
+ * `latency_ms` exactly as `latencyText()` (util/latency-text) prints it, rounded to the
+ * microsecond with no trailing zeros, straight into bytes.
  */
 export function putLatency(out: Uint8Array, p: number, ms: number): number {
   const us = Math.round(ms * 1000);
@@ -119,7 +119,7 @@ export function putLatency(out: Uint8Array, p: number, ms: number): number {
   return p + digits;
 }
 
-/** Views over the two shared buffers; cheap to build, one set per thread. */
+/** Views over the shared buffers; cheap to build, one set per thread. */
 export class RingViews {
   readonly ctl: Int32Array;
   readonly u8: Uint8Array;
