@@ -481,15 +481,17 @@ const WRITER = Symbol('shoal.log.writer');
 
 // The writer thread's entry point. Run from the TypeScript sources (tests, tsx), a worker does not
 // inherit the parent's loaders on Node 20, so it registers tsx itself before loading the entry.
+// The writer needs none of the process's Node options, and some (such as --input-type) would stop
+// a worker from starting, so it gets none.
 function startRingWriter(init: RingInit): Worker {
   const own = import.meta.url;
   if (own.endsWith('.ts')) {
     const entry = new URL('./log-writer.ts', own).href;
     const tsx = import.meta.resolve('tsx/esm/api');
     const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-    return new Worker(code, { eval: true, workerData: init });
+    return new Worker(code, { eval: true, workerData: init, execArgv: [] });
   }
-  return new Worker(new URL('./log-writer.js', own), { workerData: init });
+  return new Worker(new URL('./log-writer.js', own), { workerData: init, execArgv: [] });
 }
 
 function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flushIntervalMs: number) {
@@ -521,7 +523,16 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
       producer.threaded = false;
       Atomics.compareExchange(views.ctl, LOCK, HELD_BY_WORKER, FREE);
     };
-    worker.on('error', gone);
+    worker.on('error', (err: Error) => {
+      gone();
+      // Nothing is lost, but lines now cost the logging thread what the writer would have paid.
+      process.emitWarning(
+        `log writer thread failed (${err.message}); lines are written on the logging thread`,
+        {
+          code: 'SHOAL_LOG_WRITER',
+        },
+      );
+    });
     worker.on('exit', gone);
   } catch {
     producer.threaded = false;

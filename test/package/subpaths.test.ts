@@ -3,7 +3,8 @@
 // Needs dist/: `npm run build` first (scripts/test.mjs does it unless SHOAL_TEST_NO_BUILD is set).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -157,5 +158,45 @@ test('the built shoal/postgres applies the shipped migrations from dist/', async
     assert.equal(rec.rows[0].n, shipped.length);
   } finally {
     await s.drop();
+  }
+});
+
+test('the built package starts the log writer thread from dist/ (plain node, no TypeScript loader)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-pkg-writer-'));
+  try {
+    const file = join(dir, 'log.ndjson');
+    // Lines reach the file without flush() or exit only if the writer thread runs: with the
+    // logging thread's own timer stopped by unref and the process kept alive by a timer here.
+    const script = `
+      import { createLogDestination, createLogger } from 'shoal/observe';
+      const dest = createLogDestination({ path: ${JSON.stringify(file)}, thread: true, flushIntervalMs: 30 });
+      const writer = Object.getOwnPropertySymbols(dest).map((s) => dest[s]).find((v) => v && typeof v.threadId === 'number');
+      if (!writer) throw new Error('no writer thread');
+      let online = false;
+      writer.on('online', () => { online = true; });
+      writer.on('error', (e) => { console.error('writer failed:', e.message); process.exit(2); });
+      const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+      log.info('hello');
+      const { readFileSync } = await import('node:fs');
+      const start = Date.now();
+      const check = setInterval(() => {
+        if (online && readFileSync(${JSON.stringify(file)}, 'utf8').includes('"msg":"hello"')) {
+          clearInterval(check);
+          console.log('written by the writer thread');
+          process.exit(0);
+        }
+        if (Date.now() - start > 10000) { console.error('nothing written, online=' + online); process.exit(1); }
+      }, 20);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /written by the writer thread/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
