@@ -84,6 +84,26 @@ function put(out: Uint8Array, p: number, bytes: Uint8Array): number {
   return p + bytes.length;
 }
 
+/**
+ * Write all `length` bytes of `buf` from `offset` with synchronous `write(2)` calls; throws what
+ * the descriptor answers, except EAGAIN. Regular files take a whole batch at once; pipes and ttys
+ * may take part of it or answer EAGAIN, in which case this waits a moment and goes on, blocking as
+ * a synchronous logger does. Both log destinations write through it.
+ */
+export function writeFully(fd: number, buf: Uint8Array, offset: number, length: number): void {
+  let off = 0;
+  let pause: Int32Array | undefined;
+  while (off < length) {
+    try {
+      off += writeSync(fd, buf, offset + off, length - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      pause ??= new Int32Array(new SharedArrayBuffer(4));
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
+
 /** A non-negative integer (up to 2^53) in decimal. */
 function putInteger(out: Uint8Array, p: number, n: number): number {
   let digits = 1;
@@ -148,7 +168,6 @@ export class RingViews {
 export class RingConsumer {
   private readonly out: Buffer;
   private used = 0;
-  private readonly pause = new Int32Array(new SharedArrayBuffer(4));
   // This thread's views of the interned fragments, made on first use.
   private readonly fragments: Buffer[] = [];
   constructor(
@@ -251,18 +270,8 @@ export class RingConsumer {
 
   /** Write `length` bytes of `buf` from `offset`; false when the descriptor refused them. */
   writeAll(buf: Uint8Array, offset: number, length: number): boolean {
-    let off = 0;
     try {
-      // Regular files take a whole batch at once; pipes and ttys may take part of it or answer
-      // EAGAIN, in which case wait a moment and go on, as a synchronous logger does.
-      while (off < length) {
-        try {
-          off += writeSync(this.fd, buf, offset + off, length - off);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-          Atomics.wait(this.pause, 0, 0, 1);
-        }
-      }
+      writeFully(this.fd, buf, offset, length);
       return true;
     } catch {
       return false;

@@ -8,7 +8,7 @@
  * (a handful of short fields) therefore costs one regex test, and big objects are walked only
  * when they can hold something to hide.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { type DestinationStream, type Logger, type LoggerOptions as PinoOptions, pino } from 'pino';
 import {
@@ -21,6 +21,7 @@ import {
   type RingInit,
   RingProducer,
   RingViews,
+  writeFully,
 } from './log-ring.js';
 
 export type { Logger } from 'pino';
@@ -222,6 +223,11 @@ export function createLogger(opts: LoggerOptions): Logger {
   return logger;
 }
 
+// Checked per line: the level can change at runtime. createLogger's loggers keep pino's default
+// values (a higher value is more severe), so one comparison does.
+const levelOn = (logger: Logger, level: 'info' | 'error'): boolean =>
+  logger.levelVal <= (level === 'error' ? 50 : 30);
+
 /**
  * Whether a logger's bindings (as pino serialised them) pass the redaction screen unchanged,
  * checked once per distinct bindings string. One checker per request writer.
@@ -268,7 +274,7 @@ export function requestRecordWriter(
   const chindingsSym = pino.symbols.chindingsSym;
   const clean = bindingsChecker(logger);
   return (level, requestId, method, route, status, ms) => {
-    if (logger.levelVal > (level === 'error' ? 50 : 30)) return true;
+    if (!levelOn(logger, level)) return true;
     const bindings = (logger as unknown as Record<symbol, string>)[chindingsSym] ?? '';
     if (!clean(bindings)) return false;
     return sink(level === 'error', status, bindings, method, route, requestId, Date.now(), ms);
@@ -305,9 +311,7 @@ export function requestLineWriter(
   let lastTime = -1;
   let lastTimeText = '';
   return (level, fieldsJson, msg) => {
-    // Checked per line: the level can change at runtime. createLogger's loggers keep pino's
-    // default order (a higher value is more severe), so one comparison does.
-    if (logger.levelVal > (level === 'error' ? 50 : 30)) return;
+    if (!levelOn(logger, level)) return;
     const time = Date.now();
     if (time !== lastTime) {
       lastTime = time;
@@ -395,21 +399,7 @@ export function createLogDestination(opts: LogDestinationOptions): LogDestinatio
   let pendingLines = 0;
   let dropped = 0;
   let closed = false;
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-
-  const writeAll = (bytes: Buffer, length: number) => {
-    let off = 0;
-    // Regular files take the whole batch at once; pipes and ttys may take part of it or answer
-    // EAGAIN, in which case wait a moment and go on (blocking, as a synchronous logger does).
-    while (off < length) {
-      try {
-        off += writeSync(fd, bytes, off, length - off);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        Atomics.wait(pause, 0, 0, 1);
-      }
-    }
-  };
+  const writeAll = (bytes: Buffer, length: number) => writeFully(fd, bytes, 0, length);
 
   const flushSync = () => {
     if (used === 0) return;
@@ -497,7 +487,7 @@ function startRingWriter(init: RingInit): Worker {
 function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flushIntervalMs: number) {
   // Records are about a third of the size of the lines made from them; the ring holds many
   // batches so that a writer thread that falls behind for a moment does not stall logging.
-  const ringBytes = Math.max(1 << 20, (batchBytes * 8 + 7) & ~7);
+  const ringBytes = Math.max(1 << 20, batchBytes * 8);
   const init: RingInit = {
     control: new SharedArrayBuffer(CONTROL_WORDS * 4),
     data: new SharedArrayBuffer(ringBytes),
@@ -538,6 +528,11 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
     producer.threaded = false;
   }
 
+  const flushSync = () => {
+    if (!closed) producer.flush();
+  };
+  process.on('exit', flushSync);
+
   // Publishes what the writer thread has not been shown yet (records are published in batches),
   // or, with no writer thread, writes it out.
   const timer = setInterval(() => {
@@ -546,10 +541,6 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
     else producer.flush();
   }, flushIntervalMs);
   timer.unref();
-  const onExit = () => {
-    if (!closed) producer.flush();
-  };
-  process.on('exit', onExit);
 
   // Method and route keys to the ids of their JSON-quoted forms.
   const quotedIds = new Map<string, number>();
@@ -593,9 +584,6 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
     return true;
   };
 
-  const flushSync = () => {
-    if (!closed) producer.flush();
-  };
   return {
     [REQUEST_RECORD]: record,
     // For tests that stop the writer thread to see this thread take over.
@@ -618,7 +606,7 @@ function threadedDestination(fd: number, ownFd: boolean, batchBytes: number, flu
       producer.seal();
       closed = true;
       clearInterval(timer);
-      process.removeListener('exit', onExit);
+      process.removeListener('exit', flushSync);
       if (ownFd) closeSync(fd);
     },
     get dropped() {
