@@ -22,6 +22,16 @@ let files = 0;
 const fresh = () => join(dir, `${++files}.ndjson`);
 const linesOf = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);
 
+/** A fresh file, a threaded destination on it, a logger and its request record writer. */
+function threaded(opts: { bufferSize?: number; flushIntervalMs: number }) {
+  const file = fresh();
+  const dest = createLogDestination({ path: file, thread: true, ...opts });
+  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const record = requestRecordWriter(log);
+  assert.ok(record, 'loggers on a threaded destination take request records');
+  return { file, dest, log, record };
+}
+
 function writerOf(dest: LogDestination): Worker {
   const sym = Object.getOwnPropertySymbols(dest).find((s) => s.description === 'shoal.log.writer');
   const w = sym === undefined ? undefined : (dest as unknown as Record<symbol, Worker | undefined>)[sym];
@@ -30,12 +40,9 @@ function writerOf(dest: LogDestination): Worker {
 }
 
 test('request records become the very bytes of the text request line, in order with ordinary lines', () => {
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
-  const log = createLogger({ service: 'svc', instanceId: 'i-1', destination: dest });
-  const record = requestRecordWriter(log);
+  const { file, dest, log, record } = threaded({ flushIntervalMs: 60_000 });
   const line = requestLineWriter(log);
-  assert.ok(record && line, 'loggers on a threaded destination take request records');
+  assert.ok(line);
   const realNow = Date.now;
   Date.now = () => 1_700_000_000_123;
   try {
@@ -77,11 +84,7 @@ test('request records become the very bytes of the text request line, in order w
 });
 
 test('flush() writes out everything at once, while the writer thread drains the same ring', async () => {
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, bufferSize: 4096, flushIntervalMs: 5 });
-  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
-  const record = requestRecordWriter(log);
-  assert.ok(record);
+  const { file, dest, log, record } = threaded({ bufferSize: 4096, flushIntervalMs: 5 });
   // ~16 MB of records and lines through a 1 MB ring: it wraps many times, both threads drain.
   const total = 200_000;
   for (let i = 0; i < total; i++) {
@@ -106,9 +109,7 @@ test('flush() writes out everything at once, while the writer thread drains the 
 });
 
 test('a quiet service: the writer thread writes within the flush interval, without a flush()', async () => {
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 20 });
-  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const { file, dest, log } = threaded({ flushIntervalMs: 20 });
   log.info('one');
   const deadline = Date.now() + 5000;
   while (linesOf(file).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -117,9 +118,7 @@ test('a quiet service: the writer thread writes within the flush interval, witho
 });
 
 test('lines longer than a batch, or than a quarter of the ring, are written whole, in their place', () => {
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
-  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const { file, dest, log } = threaded({ flushIntervalMs: 60_000 });
   log.info('a');
   log.info({ big: 'x'.repeat(600_000) }, 'b');
   // Longer than a batch, shorter than the ring's quarter: written straight from the ring.
@@ -137,11 +136,7 @@ test('lines longer than a batch, or than a quarter of the ring, are written whol
 });
 
 test('when the writer thread is gone, the logging thread writes: no line lost, order kept', async () => {
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, bufferSize: 8192, flushIntervalMs: 20 });
-  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
-  const record = requestRecordWriter(log);
-  assert.ok(record);
+  const { file, dest, log, record } = threaded({ bufferSize: 8192, flushIntervalMs: 20 });
   for (let i = 0; i < 20_000; i++) record('info', `seq-${i}`, 'GET', '/', 200, 1);
   const worker = writerOf(dest);
   const exited = once(worker, 'exit');
@@ -163,9 +158,7 @@ test('when the writer thread is gone, the logging thread writes: no line lost, o
 });
 
 test('end() writes what is left, stops the writer thread and counts later lines as dropped', async () => {
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
-  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
+  const { file, dest, log } = threaded({ flushIntervalMs: 60_000 });
   const worker = writerOf(dest);
   // The writer thread never keeps a process alive; here the test waits for it on purpose.
   worker.ref();
@@ -227,12 +220,9 @@ test('the writer thread prints latency_ms and the time exactly as the text line 
     assert.equal(out.toString('latin1', 0, end), latencyText(ms), `latency ${ms}`);
   }
   // Whole lines through the ring, for a spread of times, statuses and latencies.
-  const file = fresh();
-  const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
-  const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
-  const record = requestRecordWriter(log);
+  const { file, dest, log, record } = threaded({ flushIntervalMs: 60_000 });
   const line = requestLineWriter(log);
-  assert.ok(record && line);
+  assert.ok(line);
   const realNow = Date.now;
   try {
     for (let i = 0; i < 2000; i++) {
