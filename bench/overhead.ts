@@ -159,6 +159,18 @@ async function serverCpuUs(child: ChildProcess): Promise<{ user: number; system:
   return (await reply)[0];
 }
 
+/** What a variant's slices add up to within one round. */
+const sliceTotals = () => ({
+  total: 0,
+  secs: 0,
+  user: 0,
+  system: 0,
+  errors: 0,
+  p50: [] as number[],
+  p99: [] as number[],
+  clientCpu: [] as number[],
+});
+
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
@@ -195,32 +207,9 @@ async function main(): Promise<void> {
       // Each variant's time is cut into slices, run in turn (a rotating order, so no variant always
       // runs first or right after a given other one): a slow spell of the machine then falls on
       // every variant alike instead of on whichever one happened to be running.
-      const acc = Object.fromEntries(
-        VARIANTS.map((v) => [
-          v,
-          {
-            total: 0,
-            secs: 0,
-            user: 0,
-            system: 0,
-            errors: 0,
-            p50: [] as number[],
-            p99: [] as number[],
-            clientCpu: [] as number[],
-          },
-        ]),
-      ) as Record<
+      const acc = Object.fromEntries(VARIANTS.map((v) => [v, sliceTotals()])) as Record<
         Variant,
-        {
-          total: number;
-          secs: number;
-          user: number;
-          system: number;
-          errors: number;
-          p50: number[];
-          p99: number[];
-          clientCpu: number[];
-        }
+        ReturnType<typeof sliceTotals>
       >;
       for (let slice = 0; slice < slices; slice++) {
         const shift = round + slice;
