@@ -101,7 +101,13 @@ test('a decision sent alone and the same decision in a shared call report the sa
   // key exists), and the general path otherwise (first write, a rejection); a call of several
   // decisions always takes the general path. Both must count alike, for each algorithm, with
   // costs above 1 and limits that start rejecting midway. Hour-long windows keep a window
-  // boundary out of the run.
+  // boundary out of the run, but the sliding limit's reset steps when one of its sub-windows (a
+  // tenth of the hour) ends: both runs are made to fall inside one sub-window, by the clock the
+  // scripts read (Redis TIME).
+  const subWindowMs = 360_000;
+  const [sec, micro] = (await redis.time()).map(Number) as [number, number];
+  const into = (sec * 1000 + Math.floor(micro / 1000)) % subWindowMs;
+  if (into > subWindowMs - 15_000) await new Promise((r) => setTimeout(r, subWindowMs - into + 100));
   const limits = {
     s: '40/h',
     f: { limit: '25/h', algorithm: 'fixed-window' as const },
