@@ -459,6 +459,9 @@ export function createObservedServer(app: Hono, opts: ObservedServerOptions): Se
     let hasId = false;
     let hasInstance = !instanceHeader;
     for (const key in own) {
+      // Only names starting with x/X are lower-cased: 'Content-Type' has the length of
+      // 'x-request-id', and lower-casing it made a new string on every response.
+      if ((key.charCodeAt(0) | 32) !== 120) continue;
       if (key.length === 12 && key.toLowerCase() === 'x-request-id') hasId = true;
       else if (key.length === 13 && key.toLowerCase() === 'x-instance-id') hasInstance = true;
     }
