@@ -303,3 +303,53 @@ test('createObservedServer with a threaded log destination: same lines, in order
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('createObservedServer: the incoming id is read in any case, past headers of the same length; a repeated one counts as none', async () => {
+  const sink = captureSink();
+  const logger = createLogger({ service: 'srv-test', instanceId: 'inst-8', destination: sink.stream });
+  const app = new Hono();
+  app.get('/plain', (c) =>
+    c.text('plain', 200, { 'Content-Type': 'text/plain', 'x-INSTANCE-id': 'app-own' }),
+  );
+  const server = createObservedServer(app, { logger, instanceId: 'inst-8', instanceHeader: true });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  // Raw requests: fetch would fold repeated headers into one value.
+  const send = async (headers: string) => {
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(`GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${headers}\r\n`);
+    let text = '';
+    for await (const chunk of socket) text += String(chunk);
+    return text.toLowerCase();
+  };
+  const ids = (text: string) => [...text.matchAll(/^x-request-id: (.*)\r$/gm)].map((m) => m[1]);
+  try {
+    const mixed = await send('Content-Type: text/plain\r\nx-REQUEST-id: raw-7\r\n');
+    assert.deepEqual(ids(mixed), ['raw-7'], 'found past Content-Type, whatever its case');
+    assert.deepEqual(
+      [...mixed.matchAll(/^x-instance-id: (.*)\r$/gm)].map((m) => m[1]),
+      ['app-own'],
+      "the app's own X-Instance-Id, in its own case, is kept and sent once",
+    );
+    const twice = await send('X-Request-Id: a-1\r\nX-Request-Id: b-2\r\n');
+    const minted = ids(twice);
+    assert.equal(minted.length, 1);
+    assert.match(
+      minted[0] ?? '',
+      /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/,
+      'a repeated id is replaced by a minted one',
+    );
+    await until(() => sink.lines().filter((l) => l.msg === 'request').length >= 2);
+    assert.deepEqual(
+      sink
+        .lines()
+        .filter((l) => l.msg === 'request')
+        .map((l) => l.request_id),
+      ['raw-7', minted[0]],
+    );
+  } finally {
+    server.close();
+  }
+});

@@ -249,16 +249,20 @@ function incomingRequestId(c: Context<ObserveEnv>): string | undefined {
 /** `X-Request-Id` from Node's raw header list; several of them are ambiguous and count as none. */
 function rawRequestId(raw: string[]): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 12 && name.toLowerCase() === 'x-request-id') {
+    if (isRequestIdName(raw[i] as string)) {
       for (let j = i + 2; j < raw.length; j += 2) {
-        const other = raw[j] as string;
-        if (other.length === 12 && other.toLowerCase() === 'x-request-id') return undefined;
+        if (isRequestIdName(raw[j] as string)) return undefined;
       }
       return raw[i + 1];
     }
   }
   return undefined;
+}
+
+// Lower-cased only when it can match: 'Content-Type' has the same length, and lower-casing it
+// makes a new string per request.
+function isRequestIdName(name: string): boolean {
+  return name.length === 12 && (name.charCodeAt(0) | 32) === 120 && name.toLowerCase() === 'x-request-id';
 }
 
 function serverObserved(c: Context): ObservedOutgoing | undefined {
@@ -459,11 +463,9 @@ export function createObservedServer(app: Hono, opts: ObservedServerOptions): Se
     let hasId = false;
     let hasInstance = !instanceHeader;
     for (const key in own) {
-      // Only names starting with x/X are lower-cased: 'Content-Type' has the length of
-      // 'x-request-id', and lower-casing it made a new string on every response.
-      if ((key.charCodeAt(0) | 32) !== 120) continue;
-      if (key.length === 12 && key.toLowerCase() === 'x-request-id') hasId = true;
-      else if (key.length === 13 && key.toLowerCase() === 'x-instance-id') hasInstance = true;
+      if (isRequestIdName(key)) hasId = true;
+      else if (key.length === 13 && (key.charCodeAt(0) | 32) === 120 && key.toLowerCase() === 'x-instance-id')
+        hasInstance = true;
     }
     const out: Record<string, unknown> = {};
     if (!hasId) out['X-Request-Id'] = id;
