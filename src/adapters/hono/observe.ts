@@ -249,9 +249,9 @@ function incomingRequestId(c: Context<ObserveEnv>): string | undefined {
 /** `X-Request-Id` from Node's raw header list; several of them are ambiguous and count as none. */
 function rawRequestId(raw: string[]): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
-    if (isRequestIdName(raw[i] as string)) {
+    if (isHeaderName(raw[i] as string, 'x-request-id')) {
       for (let j = i + 2; j < raw.length; j += 2) {
-        if (isRequestIdName(raw[j] as string)) return undefined;
+        if (isHeaderName(raw[j] as string, 'x-request-id')) return undefined;
       }
       return raw[i + 1];
     }
@@ -259,10 +259,15 @@ function rawRequestId(raw: string[]): string | undefined {
   return undefined;
 }
 
-// Lower-cased only when it can match: 'Content-Type' has the same length, and lower-casing it
-// makes a new string per request.
-function isRequestIdName(name: string): boolean {
-  return name.length === 12 && (name.charCodeAt(0) | 32) === 120 && name.toLowerCase() === 'x-request-id';
+// Whether a header name is `lower` (a lower-case name starting with a letter) in any case. The
+// name is lower-cased only when its length and first letter already match: 'Content-Type' has
+// the length of 'x-request-id', and lower-casing it made a new string on every request.
+function isHeaderName(name: string, lower: string): boolean {
+  return (
+    name.length === lower.length &&
+    (name.charCodeAt(0) | 32) === lower.charCodeAt(0) &&
+    name.toLowerCase() === lower
+  );
 }
 
 function serverObserved(c: Context): ObservedOutgoing | undefined {
@@ -463,9 +468,8 @@ export function createObservedServer(app: Hono, opts: ObservedServerOptions): Se
     let hasId = false;
     let hasInstance = !instanceHeader;
     for (const key in own) {
-      if (isRequestIdName(key)) hasId = true;
-      else if (key.length === 13 && (key.charCodeAt(0) | 32) === 120 && key.toLowerCase() === 'x-instance-id')
-        hasInstance = true;
+      if (isHeaderName(key, 'x-request-id')) hasId = true;
+      else if (isHeaderName(key, 'x-instance-id')) hasInstance = true;
     }
     const out: Record<string, unknown> = {};
     if (!hasId) out['X-Request-Id'] = id;
