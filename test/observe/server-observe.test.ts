@@ -2,14 +2,17 @@
 // metrics as the middleware, without a '*' middleware in the app; handlers use requestIdOf/logOf.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createObservedServer, logOf, requestIdOf } from '../../src/adapters/hono/observe.js';
 import { instrument, serve } from '../../src/adapters/hono/serve.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogDestination, createLogger } from '../../src/observe/log.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { createShoal } from '../../src/runtime.js';
 import { signal } from '../helpers/signal.js';
@@ -240,10 +243,6 @@ test('createObservedServer: a client that leaves early is logged once as 499 and
 });
 
 test('createObservedServer with a threaded log destination: same lines, in order, and bindings still screened', async () => {
-  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const { createLogDestination } = await import('../../src/observe/log.js');
   const dir = mkdtempSync(join(tmpdir(), 'shoal-srv-thread-'));
   const file = join(dir, 'log.ndjson');
   const dest = createLogDestination({ path: file, thread: true, flushIntervalMs: 60_000 });
