@@ -15,6 +15,7 @@ import {
   requestLineWriter,
   requestRecordWriter,
 } from '../../src/observe/log.js';
+import { latencyText } from '../../src/util/latency-text.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'shoal-logthread-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,14 +23,38 @@ let files = 0;
 const fresh = () => join(dir, `${++files}.ndjson`);
 const linesOf = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);
 
-/** A fresh file, a threaded destination on it, a logger and its request record writer. */
+/** A fresh file, a threaded destination on it, a logger and its request record and line writers. */
 function threaded(opts: { bufferSize?: number; flushIntervalMs: number }) {
   const file = fresh();
   const dest = createLogDestination({ path: file, thread: true, ...opts });
   const log = createLogger({ service: 's', instanceId: 'i', destination: dest });
   const record = requestRecordWriter(log);
   assert.ok(record, 'loggers on a threaded destination take request records');
-  return { file, dest, log, record };
+  const line = requestLineWriter(log);
+  assert.ok(line);
+  return { file, dest, log, record, line };
+}
+
+/**
+ * One request written both ways: as a record, then as the text line the request observers write
+ * for the same fields. Answers what the record writer answered.
+ */
+function writeBoth(
+  t: ReturnType<typeof threaded>,
+  level: 'info' | 'error',
+  id: string,
+  method: string,
+  route: string,
+  status: number,
+  ms: number,
+): boolean {
+  const taken = t.record(level, id, method, route, status, ms);
+  t.line(
+    level,
+    `,"request_id":"${id}","method":${JSON.stringify(method)},"route":${JSON.stringify(route)},"status":${status},"latency_ms":${latencyText(ms)}`,
+    'request',
+  );
+  return taken;
 }
 
 function writerOf(dest: LogDestination): Worker {
@@ -40,9 +65,8 @@ function writerOf(dest: LogDestination): Worker {
 }
 
 test('request records become the very bytes of the text request line, in order with ordinary lines', () => {
-  const { file, dest, log, record } = threaded({ flushIntervalMs: 60_000 });
-  const line = requestLineWriter(log);
-  assert.ok(line);
+  const t = threaded({ flushIntervalMs: 60_000 });
+  const { file, dest, log, record } = t;
   const realNow = Date.now;
   Date.now = () => 1_700_000_000_123;
   try {
@@ -53,12 +77,7 @@ test('request records become the very bytes of the text request line, in order w
       ['error', 503, 0.05],
       ['info', 404, 12_345.6789],
     ] as const) {
-      assert.equal(record(level, 'req-1.x:y', 'PATCH', route, status, ms), true);
-      line(
-        level,
-        `,"request_id":"req-1.x:y","method":"PATCH","route":${JSON.stringify(route)},"status":${status},"latency_ms":${String(Math.round(ms * 1000) / 1000)}`,
-        'request',
-      );
+      assert.equal(writeBoth(t, level, 'req-1.x:y', 'PATCH', route, status, ms), true);
     }
     log.child({ request_id: 'c' }).warn({ password: 'hunter2' }, 'after');
     log.level = 'warn';
@@ -207,7 +226,6 @@ test('a process that exits or crashes with a busy writer thread leaves every lin
 
 test('the writer thread prints latency_ms and the time exactly as the text line does', async () => {
   const { putLatency } = await import('../../src/observe/log-ring.js');
-  const { latencyText } = await import('../../src/util/latency-text.js');
   const out = Buffer.alloc(64);
   const samples = [0, 0.0004, 0.0005, 0.05, 0.1, 0.999, 0.9995, 1, 1.2345, 999.9999, 1000, 3_600_000.25];
   let x = 0x2545f491;
@@ -220,22 +238,22 @@ test('the writer thread prints latency_ms and the time exactly as the text line 
     assert.equal(out.toString('latin1', 0, end), latencyText(ms), `latency ${ms}`);
   }
   // Whole lines through the ring, for a spread of times, statuses and latencies.
-  const { file, dest, log, record } = threaded({ flushIntervalMs: 60_000 });
-  const line = requestLineWriter(log);
-  assert.ok(line);
+  const t = threaded({ flushIntervalMs: 60_000 });
+  const { file, dest, log } = t;
   const realNow = Date.now;
   try {
     for (let i = 0; i < 2000; i++) {
-      const t = 1_000_000_000_000 + i * 7_919_000_001;
-      Date.now = () => t;
+      const time = 1_000_000_000_000 + i * 7_919_000_001;
+      Date.now = () => time;
       const status = 100 + (i % 500);
-      const ms = (samples[i] as number) * 10;
-      const level = status >= 500 ? 'error' : 'info';
-      record(level, `r${i}`, 'GET', '/', status, ms);
-      line(
-        level,
-        `,"request_id":"r${i}","method":"GET","route":"/","status":${status},"latency_ms":${latencyText(ms)}`,
-        'request',
+      writeBoth(
+        t,
+        status >= 500 ? 'error' : 'info',
+        `r${i}`,
+        'GET',
+        '/',
+        status,
+        (samples[i] as number) * 10,
       );
     }
   } finally {
