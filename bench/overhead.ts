@@ -12,14 +12,16 @@
 // Each server runs in its own child process; this process only generates load (bench/load.ts, a
 // lean keep-alive client, so the server and not the client sets the pace on a 2-core machine).
 // Identical server processes differ by several percent depending on how V8 happened to lay out
-// their hot objects, so every round starts FRESH processes for every variant, warms them up, then
+// their hot objects, so every round starts FRESH processes for every variant, warms them up (3 s
+// each: measured second by second from a fresh start, every variant still ran at 0.75-0.95 of its
+// steady rate in its second second, so a 1 s warm-up left part of the measurement cold), then
 // measures them in turn: each variant's 3 s are cut into slices (default 3 of 1 s) run one variant
 // after the other in a rotating order, so a slow spell of the shared machine falls on all of them.
 // observed_vs_bare is the median over rounds of the per-round ratio, which cancels the machine's
 // drift. The log file is counted at the end: one line per observed request.
 //
-//   npm run bench:overhead                      10 rounds x 3 s (3 slices), 50 connections
-//   BENCH_ROUNDS=5 BENCH_SECONDS=2 BENCH_SLICES=1 npm run bench:overhead
+//   npm run bench:overhead                      10 rounds x 3 s (3 slices) after 3 s warm-up, 50 connections
+//   BENCH_ROUNDS=5 BENCH_SECONDS=2 BENCH_SLICES=1 BENCH_WARMUP=1 npm run bench:overhead
 //   BENCH_LOG_THREAD=0 npm run bench:overhead   the log destination without its writer thread
 //
 // One JSON line per round, then a last line with the medians and {"observed_vs_bare": ratio}.
@@ -179,6 +181,7 @@ async function main(): Promise<void> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
   const slices = Math.max(1, Number(process.env.BENCH_SLICES ?? 3));
+  const warmup = Number(process.env.BENCH_WARMUP ?? 3);
   const file = process.env.BENCH_LOG_FILE ?? join(tmpdir(), `shoal-bench-overhead-${process.pid}.ndjson`);
   // A caller-given path is only appended to (it may be /dev/null or a file worth keeping).
   if (!process.env.BENCH_LOG_FILE) rmSync(file, { force: true });
@@ -199,9 +202,10 @@ async function main(): Promise<void> {
         Variant,
         { child: ChildProcess; port: number }
       >;
-      // Warm-up: JIT, connection setup. These requests are logged too (counted for the file check).
+      // Warm-up: JIT, heap sizing, connection setup. These requests are logged too (counted for
+      // the file check).
       for (const v of VARIANTS) {
-        const w = await runLoad({ port: byVariant[v].port, connections, seconds: 1 });
+        const w = await runLoad({ port: byVariant[v].port, connections, seconds: warmup });
         if (v === 'observed' || v === 'middleware') loggedRequests += w.answered;
       }
       // Each variant's time is cut into slices, run in turn (a rotating order, so no variant always
@@ -281,6 +285,7 @@ async function main(): Promise<void> {
       rounds,
       seconds,
       slices,
+      warmup,
       connections,
       errors,
       logged_requests: loggedRequests,
